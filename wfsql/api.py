@@ -1,0 +1,220 @@
+"""The Python API behind every CLI command: load → compile → plan → run, one method per command."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from wfsql.adapter import DuckDBAdapter, RunLock
+from wfsql.artifacts import compiled_path, write_compiled, write_manifest
+from wfsql.compiler import Manifest, compile_project
+from wfsql.config import ProjectConfig, load_project
+from wfsql.console import Console
+from wfsql.errors import DatabaseError, WfsqlError
+from wfsql.materialize import build_model, load_seed
+from wfsql.nodes import Ephemeral, ModelNode, Node, SeedNode
+from wfsql.plan import Plan, Step, make_plan
+from wfsql.results import NodeResult, RunResults
+from wfsql.runner import Runner, model_result
+from wfsql.selection import SelectionContext, select_nodes
+from wfsql.state import ensure_state_table, read_state
+
+
+@dataclass
+class RunOptions:
+    select: Sequence[str] = ()
+    exclude: Sequence[str] = ()
+    full_refresh: bool = False
+    fail_fast: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Project:
+    """A loaded project. Cheap to create; compiles on first use and caches the manifest."""
+
+    def __init__(self, config: ProjectConfig, console: Console | None = None) -> None:
+        self.config = config
+        self.console = console or Console()
+        self._manifest: Manifest | None = None
+
+    @classmethod
+    def load(
+        cls,
+        project_dir: str | Path = ".",
+        *,
+        target: str | None = None,
+        vars: dict[str, Any] | None = None,
+        threads: int | None = None,
+        console: Console | None = None,
+    ) -> Project:
+        return cls(load_project(project_dir, target=target, cli_vars=vars, threads=threads), console)
+
+    # -------------------------------------------------------------------------------- compile
+
+    def compile(self, *, write_artifacts: bool = True) -> Manifest:
+        if self._manifest is None:
+            manifest = compile_project(self.config)
+            for warning in manifest.warnings:
+                self.console.warn(warning)
+            if write_artifacts:
+                write_compiled(manifest)
+                write_manifest(manifest)
+            self._manifest = manifest
+        return self._manifest
+
+    def select(
+        self, select: Sequence[str] = (), exclude: Sequence[str] = (), *, resource_types: Sequence[str] | None = None,
+        state: dict[str, str] | None = None,
+    ) -> set[str]:
+        manifest = self.compile()
+        context = SelectionContext(
+            manifest.nodes, manifest.dag, self.config.name, self.config.model_paths,
+            state=state if state is not None else self._state_if_needed(select, exclude),
+        )
+        return select_nodes(context, select, exclude, resource_types=resource_types)
+
+    def _state_if_needed(self, select: Sequence[str], exclude: Sequence[str]) -> dict[str, str] | None:
+        if not any("state:" in spec for spec in (*select, *exclude)):
+            return None
+        if self.config.database != ":memory:" and not Path(self.config.database).exists():
+            return {}
+        with self.database(read_only=True) as adapter:
+            return read_state(adapter)
+
+    def ls(self, select: Sequence[str] = (), exclude: Sequence[str] = (), resource_type: str | None = None) -> list[Node]:
+        manifest = self.compile()
+        chosen = self.select(select, exclude, resource_types=[resource_type] if resource_type else None)
+        return [manifest.nodes[uid] for uid in manifest.ordered(chosen)]
+
+    # ------------------------------------------------------------------------------- database
+
+    @contextmanager
+    def database(self, *, read_only: bool = False) -> Iterator[DuckDBAdapter]:
+        """Open the target database; writers take the run lock first so two runs never collide."""
+        if read_only:
+            adapter = DuckDBAdapter(self.config.database, read_only=True)
+            try:
+                yield adapter
+            finally:
+                adapter.close()
+            return
+        with RunLock(self.config.database):
+            adapter = DuckDBAdapter(self.config.database)
+            try:
+                yield adapter
+            finally:
+                adapter.close()
+
+    # ------------------------------------------------------------------------------- commands
+
+    def run(self, options: RunOptions | None = None) -> RunResults:
+        """Build the selected models (not seeds or tests)."""
+        return self._execute("run", options or RunOptions(), ("model",))
+
+    def seed(self, options: RunOptions | None = None) -> RunResults:
+        return self._execute("seed", options or RunOptions(), ("seed",))
+
+    def _execute(self, command: str, options: RunOptions, resource_types: Sequence[str]) -> RunResults:
+        manifest = self.compile()
+        with self.database() as adapter:
+            ensure_state_table(adapter)
+            built = read_state(adapter)
+            selected = self.select(options.select, options.exclude, resource_types=resource_types, state=built)
+            relations = [
+                manifest.nodes[uid].relation.schema  # type: ignore[attr-defined]
+                for uid in selected
+                if isinstance(manifest.nodes[uid], ModelNode | SeedNode)
+                and not isinstance(getattr(manifest.nodes[uid], "kind", None), Ephemeral)
+            ]
+            adapter.ensure_schemas(sorted(set(relations)))
+            existing = {key: rel.type for key, rel in adapter.catalog().items()}
+            plan = make_plan(manifest, selected, built=built, existing=existing, full_refresh=options.full_refresh)
+            results = self._run_plan(command, manifest, adapter, plan, options)
+        results.args = {"select": list(options.select), "exclude": list(options.exclude),
+                        "full_refresh": options.full_refresh, "threads": self.config.threads,
+                        "target": self.config.target_name}
+        results.write(self.config.target_dir)
+        self.console.summary(results)
+        return results
+
+    def _run_plan(
+        self, command: str, manifest: Manifest, adapter: DuckDBAdapter, plan: Plan, options: RunOptions
+    ) -> RunResults:
+        if not plan.steps:
+            self.console.info("Nothing selected.")
+            return RunResults(command=command)
+        counts = ", ".join(f"{plan.count(a)} to {a}" for a in ("build", "reuse", "seed", "test") if plan.count(a))
+        self.console.info(
+            f"Running {len(plan.steps)} node(s) on {self.config.database_label} "
+            f"with {self.config.threads} thread(s): {counts or 'nothing to execute'}"
+        )
+        runner = Runner(manifest, adapter, self.console, self.config.threads, self._executor(manifest, adapter, options))
+        return runner.run(plan, command)
+
+    def _executor(self, manifest: Manifest, adapter: DuckDBAdapter, options: RunOptions):  # noqa: ANN202
+        dbt_types = self.config.flavor == "dbt"
+
+        def execute(node: Node, step: Step) -> NodeResult:
+            path = compiled_path(manifest, node)
+            shown = str(path.relative_to(self.config.root)) if isinstance(node, ModelNode) else None
+            try:
+                if isinstance(node, SeedNode):
+                    return model_result(node, load_seed(adapter, node, dbt_types=dbt_types), None)
+                if isinstance(node, ModelNode):
+                    return model_result(node, build_model(adapter, node, full_refresh=options.full_refresh), shown)
+            except duckdb.Error as exc:
+                first = " ".join(str(exc).strip().splitlines()[:3])
+                raise DatabaseError(
+                    f"{node.resource_type} {node.name} failed in DuckDB: {first}",
+                    node=f"{node.resource_type} {node.name}",
+                    hint=f"the compiled SQL is in {shown}" if shown else None,
+                ) from None
+            raise WfsqlError(f"cannot execute {node.resource_type} {node.name}")
+
+        return execute
+
+    def show(self, name: str, limit: int = 10) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """Rows of a model or seed: from its relation when built, else by running its compiled SQL."""
+        manifest = self.compile()
+        node = manifest.by_name(name, ("model", "seed"))
+        if node is None:
+            from wfsql.errors import did_you_mean
+
+            names = [n.name for n in manifest.nodes.values() if n.resource_type in ("model", "seed")]
+            suggestion = did_you_mean(name, names)
+            raise WfsqlError(f"no model or seed named {name!r}" + (f"; {suggestion}" if suggestion else ""))
+        database_exists = self.config.database == ":memory:" or Path(self.config.database).exists()
+        if not database_exists:
+            raise WfsqlError(f"the database {self.config.database_label} does not exist yet", hint="run `wfsql run` first")
+        with self.database(read_only=True) as adapter:
+            if isinstance(node, ModelNode) and (isinstance(node.kind, Ephemeral) or adapter.existing(node.relation) is None):
+                sql = node.compiled_sql
+            else:
+                sql = f"select * from {node.relation}"  # type: ignore[attr-defined]
+            try:
+                return adapter.query(sql, limit=limit)
+            except duckdb.Error as exc:
+                raise DatabaseError(str(exc).splitlines()[0], node=name, hint="build it first with `wfsql run`") from None
+
+    def clean(self, *, include_database: bool = False) -> list[Path]:
+        """Delete target/ artifacts. The database (which holds the LLM cache) stays unless asked."""
+        target = self.config.target_dir
+        if not target.exists():
+            return []
+        database = Path(self.config.database) if self.config.database != ":memory:" else None
+        keep = set()
+        if database is not None and not include_database and database.is_relative_to(target):
+            keep = {p for p in target.iterdir() if p.name.startswith(database.name)}
+        removed = []
+        for path in sorted(target.iterdir()):
+            if path in keep:
+                continue
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+            removed.append(path)
+        return removed

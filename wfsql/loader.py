@@ -1,0 +1,123 @@
+"""Stage 1: find a project's files and read them. No rendering, no database."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from wfsql.config import ProjectConfig
+from wfsql.errors import Location, YamlError
+from wfsql.renderer import MacroFile
+from wfsql.resources import bundled_macros_dir
+from wfsql.yamlfile import YamlDocument, load_yaml
+
+_DOC_BLOCK = re.compile(r"\{%-?\s*docs\s+(\w+)\s*-?%\}(.*?)\{%-?\s*enddocs\s*-?%\}", re.DOTALL)
+
+
+@dataclass(frozen=True)
+class SqlFile:
+    """A model, test or macro file."""
+
+    path: Path  # absolute
+    rel: str  # relative to the project root, '/'-separated
+    folders: tuple[str, ...]  # folders between the resource path and the file
+    text: str
+
+    @property
+    def name(self) -> str:
+        return self.path.stem
+
+
+@dataclass(frozen=True)
+class PropertyEntry:
+    """One item of a properties YAML list (`models:`, `seeds:`, `sources:`), with where it was."""
+
+    doc: YamlDocument
+    key_path: tuple[Any, ...]
+    data: dict[str, Any]
+
+    @property
+    def location(self) -> Location:
+        return self.doc.location(self.key_path)
+
+
+@dataclass
+class ProjectFiles:
+    models: list[SqlFile] = field(default_factory=list)
+    seeds: list[SqlFile] = field(default_factory=list)  # text left empty: seeds are read by DuckDB
+    singular_tests: list[SqlFile] = field(default_factory=list)
+    macros: list[MacroFile] = field(default_factory=list)
+    model_properties: list[PropertyEntry] = field(default_factory=list)
+    seed_properties: list[PropertyEntry] = field(default_factory=list)
+    sources: list[PropertyEntry] = field(default_factory=list)
+    doc_blocks: dict[str, str] = field(default_factory=dict)
+
+
+def _files(root: Path, folders: tuple[str, ...], suffixes: tuple[str, ...]) -> list[tuple[Path, Path]]:
+    """(resource folder, file) pairs under each folder, sorted for a stable order."""
+    found: list[tuple[Path, Path]] = []
+    for folder in folders:
+        base = root / folder
+        if not base.is_dir():
+            continue
+        for path in sorted(base.rglob("*")):
+            if path.suffix.lower() in suffixes and path.is_file() and not path.name.startswith("."):
+                found.append((base, path))
+    return found
+
+
+def _sql_file(root: Path, base: Path, path: Path, *, read: bool = True) -> SqlFile:
+    return SqlFile(
+        path=path,
+        rel=path.relative_to(root).as_posix(),
+        folders=path.parent.relative_to(base).parts,
+        text=path.read_text(encoding="utf-8") if read else "",
+    )
+
+
+def load_files(config: ProjectConfig) -> ProjectFiles:
+    root = config.root
+    files = ProjectFiles()
+    files.models = [_sql_file(root, b, p) for b, p in _files(root, config.model_paths, (".sql",))]
+    files.seeds = [_sql_file(root, b, p, read=False) for b, p in _files(root, config.seed_paths, (".csv", ".tsv"))]
+    files.singular_tests = [_sql_file(root, b, p) for b, p in _files(root, config.test_paths, (".sql",))]
+    bundled = bundled_macros_dir()
+    files.macros = [
+        MacroFile(path, path.read_text(encoding="utf-8"), bundled=True) for path in sorted(bundled.rglob("*.sql"))
+    ]
+    files.macros += [
+        MacroFile(path, path.read_text(encoding="utf-8"))
+        for _, path in _files(root, config.macro_paths, (".sql",))
+    ]
+    yaml_folders = tuple(dict.fromkeys((*config.model_paths, *config.seed_paths, *config.macro_paths)))
+    for _, path in _files(root, yaml_folders, (".yml", ".yaml")):
+        _read_properties(path, files)
+    doc_folders = tuple(dict.fromkeys((*config.model_paths, "docs")))
+    for _, path in _files(root, doc_folders, (".md",)):
+        for match in _DOC_BLOCK.finditer(path.read_text(encoding="utf-8")):
+            files.doc_blocks[match.group(1)] = match.group(2).strip()
+    return files
+
+
+def _read_properties(path: Path, files: ProjectFiles) -> None:
+    doc = load_yaml(path)
+    if doc.data is None:
+        return
+    if not isinstance(doc.data, dict):
+        raise YamlError("a properties file must be a mapping (models:, sources:, seeds:)", location=doc.location())
+    targets = {"models": files.model_properties, "seeds": files.seed_properties, "sources": files.sources}
+    for key, bucket in targets.items():
+        items = doc.data.get(key)
+        if items is None:
+            continue
+        if not isinstance(items, list):
+            raise YamlError(f"`{key}:` must be a list of entries with `name:`", location=doc.location((key,)))
+        for index, item in enumerate(items):
+            if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+                raise YamlError(
+                    f"{key}[{index}] needs a `name:`", location=doc.location((key, index)),
+                    hint=f"each entry under `{key}:` starts with `- name: ...`",
+                )
+            bucket.append(PropertyEntry(doc, (key, index), item))

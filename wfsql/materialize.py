@@ -1,0 +1,177 @@
+"""How each kind of node becomes a relation, atomically.
+
+Every build is one transaction: `CREATE OR REPLACE` (or the incremental statements) plus the state
+row. DuckDB's DDL is transactional, so a failing query leaves the previous relation exactly as it was
+and nothing half-written is ever visible to readers.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import duckdb
+
+from wfsql.adapter import DuckDBAdapter
+from wfsql.errors import DatabaseError
+from wfsql.nodes import Ephemeral, Incremental, ModelNode, Relation, SeedNode, Table, View, quote_identifier
+from wfsql.state import record_build
+
+_temp_names = itertools.count()
+
+
+@dataclass(frozen=True)
+class BuildOutcome:
+    message: str
+    rows_affected: int | None = None
+
+
+def build_model(adapter: DuckDBAdapter, node: ModelNode, *, full_refresh: bool = False) -> BuildOutcome:
+    match node.kind:
+        case View():
+            return _replace(adapter, node, "view", node.compiled_sql)
+        case Table():
+            return _replace(adapter, node, "table", node.compiled_sql)
+        case Incremental() as kind:
+            existing = adapter.existing(node.relation)
+            if existing is None or existing.type != "table" or full_refresh or node.config.get("full_refresh"):
+                outcome = _replace(adapter, node, "table", node.compiled_sql)
+                return BuildOutcome("created incremental " + outcome.message.split(" ", 1)[1], outcome.rows_affected)
+            return _incremental(adapter, node, kind)
+        case Ephemeral():
+            return BuildOutcome("ephemeral (inlined where referenced)")
+
+
+def _replace(adapter: DuckDBAdapter, node: ModelNode | SeedNode, relation_type: str, sql: str) -> BuildOutcome:
+    relation = node.relation
+    existing = adapter.existing(relation)
+    rows: int | None = None
+    with adapter.transaction() as cursor:
+        _hooks(cursor, node, "pre_hooks")
+        if existing is not None and existing.type != relation_type:
+            cursor.execute(f"drop {existing.type} {relation}")
+        result = cursor.execute(f"create or replace {relation_type} {relation} as\n{sql}")
+        if relation_type == "table":
+            fetched = result.fetchone()
+            rows = int(fetched[0]) if fetched else None
+        _hooks(cursor, node, "post_hooks")
+        record_build(cursor, node, relation.label, relation_type if isinstance(node, ModelNode) else "seed")
+    adapter.remember(relation, relation_type)
+    noun = "view" if relation_type == "view" else "table"
+    return BuildOutcome(f"created {noun} {relation.label}", rows)
+
+
+def _hooks(cursor: duckdb.DuckDBPyConnection, node: ModelNode | SeedNode, which: str) -> None:
+    for hook in getattr(node, which, ()):
+        cursor.execute(hook.replace("{{ this }}", str(node.relation)))
+
+
+def _incremental(adapter: DuckDBAdapter, node: ModelNode, kind: Incremental) -> BuildOutcome:
+    relation = node.relation
+    sql = node.incremental_sql or node.compiled_sql
+    temp = quote_identifier(f"__wfsql_incr_{node.name}_{next(_temp_names)}")
+    with adapter.transaction() as cursor:
+        _hooks(cursor, node, "pre_hooks")
+        cursor.execute(f"create temp table {temp} as\n{sql}")
+        new_rows = int(cursor.execute(f"select count(*) from {temp}").fetchone()[0])  # type: ignore[index]
+        columns = _reconcile_columns(cursor, adapter, node, kind, temp)
+        column_list = ", ".join(quote_identifier(c) for c in columns)
+        if kind.strategy == "delete+insert":
+            match = " and ".join(f"t.{quote_identifier(k)} = n.{quote_identifier(k)}" for k in kind.unique_key)
+            cursor.execute(f"delete from {relation} as t where exists (select 1 from {temp} as n where {match})")
+            cursor.execute(f"insert into {relation} ({column_list}) select {column_list} from {temp}")
+        elif kind.strategy == "merge":
+            match = " and ".join(f"t.{quote_identifier(k)} = n.{quote_identifier(k)}" for k in kind.unique_key)
+            updates = ", ".join(f"{quote_identifier(c)} = n.{quote_identifier(c)}" for c in columns)
+            values = ", ".join(f"n.{quote_identifier(c)}" for c in columns)
+            cursor.execute(
+                f"merge into {relation} as t using {temp} as n on {match} "
+                f"when matched then update set {updates} "
+                f"when not matched then insert ({column_list}) values ({values})"
+            )
+        else:
+            cursor.execute(f"insert into {relation} ({column_list}) select {column_list} from {temp}")
+        cursor.execute(f"drop table {temp}")
+        _hooks(cursor, node, "post_hooks")
+        record_build(cursor, node, relation.label, "incremental")
+    return BuildOutcome(f"{kind.strategy} into table {relation.label}", new_rows)
+
+
+def _reconcile_columns(
+    cursor: duckdb.DuckDBPyConnection, adapter: DuckDBAdapter, node: ModelNode, kind: Incremental, temp: str
+) -> list[str]:
+    """Columns to write, after applying on_schema_change to new/removed columns."""
+    incoming = [
+        (row[0], row[1]) for row in cursor.execute(f"describe {temp}").fetchall()
+    ]
+    existing = [
+        (row[0], row[1]) for row in cursor.execute(f"describe {node.relation}").fetchall()
+    ]
+    existing_names = {name.lower() for name, _ in existing}
+    incoming_names = {name.lower() for name, _ in incoming}
+    added = [(n, t) for n, t in incoming if n.lower() not in existing_names]
+    removed = [n for n, _ in existing if n.lower() not in incoming_names]
+    if (added or removed) and kind.on_schema_change == "fail":
+        raise DatabaseError(
+            f"the columns of {node.relation.label} changed (new: {[n for n, _ in added]}, "
+            f"gone: {removed}) and on_schema_change is 'fail'",
+            node=f"model {node.name}",
+            hint="run with --full-refresh to rebuild it, or set on_schema_change: append_new_columns",
+        )
+    if kind.on_schema_change in ("append_new_columns", "sync_all_columns"):
+        for name, dtype in added:
+            cursor.execute(f"alter table {node.relation} add column {quote_identifier(name)} {dtype}")
+        existing_names |= {n.lower() for n, _ in added}
+    if kind.on_schema_change == "sync_all_columns":
+        for name in removed:
+            cursor.execute(f"alter table {node.relation} drop column {quote_identifier(name)}")
+    return [name for name, _ in incoming if name.lower() in existing_names]
+
+
+# ------------------------------------------------------------------------------------------ seeds
+
+# dbt-duckdb infers seed types with agate: whole numbers become INTEGER and other numbers DOUBLE.
+_DBT_SEED_TYPES = {
+    "BIGINT": "INTEGER", "HUGEINT": "INTEGER", "SMALLINT": "INTEGER", "TINYINT": "INTEGER",
+    "FLOAT": "DOUBLE", "REAL": "DOUBLE",
+}
+
+
+def load_seed(adapter: DuckDBAdapter, node: SeedNode, *, dbt_types: bool = False) -> BuildOutcome:
+    path = node.file_path.replace("'", "''")
+    options = [f"'{path}'", "header = true", "auto_detect = true", f"delim = '{node.delimiter}'"]
+    if node.column_types:
+        types = ", ".join(f"'{c}': '{t}'" for c, t in node.column_types.items())
+        options.append(f"types = {{{types}}}")
+    reader = f"read_csv({', '.join(options)})"
+    select = f"select * from {reader}"
+    if dbt_types:
+        select = _dbt_typed_select(adapter, reader, node)
+    try:
+        outcome = _replace(adapter, node, "table", select)
+    except duckdb.Error as exc:
+        raise DatabaseError(
+            f"could not load seed {node.path}: {str(exc).splitlines()[0]}",
+            node=f"seed {node.name}",
+            hint="check the CSV's header and delimiter, or set column_types for the offending column",
+        ) from None
+    return BuildOutcome(f"loaded seed {node.relation.label}", outcome.rows_affected)
+
+
+def _dbt_typed_select(adapter: DuckDBAdapter, reader: str, node: SeedNode) -> str:
+    described = adapter.cursor().execute(f"describe select * from {reader}").fetchall()
+    casts = []
+    for name, dtype, *_ in described:
+        target = node.column_types.get(name) or _DBT_SEED_TYPES.get(str(dtype).upper())
+        if str(dtype).upper().startswith("DECIMAL") and not node.column_types.get(name):
+            target = "DOUBLE"
+        column = quote_identifier(name)
+        casts.append(f"cast({column} as {target}) as {column}" if target else column)
+    return f"select {', '.join(casts)} from {reader}"
+
+
+def drop_relation(adapter: DuckDBAdapter, relation: Relation) -> None:
+    existing = adapter.existing(relation)
+    if existing:
+        adapter.execute(f"drop {existing.type} if exists {relation}")
+        adapter.remember(relation, None)

@@ -1,0 +1,140 @@
+"""Stage 4: execute a plan on DuckDB, in dependency order, on N threads.
+
+A node starts as soon as all its selected parents succeeded. When a node fails, everything downstream
+of it is skipped (and says why); independent branches keep running.
+"""
+
+from __future__ import annotations
+
+import datetime
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+
+import duckdb
+
+from wfsql.adapter import DuckDBAdapter
+from wfsql.compiler import Manifest
+from wfsql.console import Console
+from wfsql.dag import DAG
+from wfsql.errors import DatabaseError, WfsqlError
+from wfsql.materialize import BuildOutcome
+from wfsql.nodes import Node
+from wfsql.plan import Plan, Step
+from wfsql.results import NodeResult, RunResults
+
+Executor = Callable[[Node, Step], NodeResult]
+
+
+@dataclass
+class Runner:
+    manifest: Manifest
+    adapter: DuckDBAdapter
+    console: Console
+    threads: int
+    execute_step: Executor
+    # A node whose result is one of these makes its descendants skip (tests with severity error fail).
+    blocking_statuses: tuple[str, ...] = ("error", "fail")
+
+    def run(self, plan: Plan, command: str) -> RunResults:
+        started = time.perf_counter()
+        results = RunResults(command=command)
+        dag = self.manifest.dag.subgraph(plan.steps)
+        total = len(plan.steps)
+        pending = {uid: len(dag.parents(uid)) for uid in dag.nodes}
+        ready = [uid for uid in dag.topological_order() if pending[uid] == 0]
+        blocked_by: dict[str, str] = {}
+        finished = 0
+
+        def complete(result: NodeResult) -> None:
+            nonlocal finished
+            finished += 1
+            results.results.append(result)
+            self.console.node_result(finished, total, result)
+            failed = result.status in self.blocking_statuses
+            for child in dag.children(result.unique_id):
+                if failed:
+                    blocked_by.setdefault(child, result.name)
+                pending[child] -= 1
+                if pending[child] == 0:
+                    ready.append(child)
+
+        with ThreadPoolExecutor(max_workers=max(1, self.threads), thread_name_prefix="wfsql") as pool:
+            running: dict[Future[NodeResult], str] = {}
+            while ready or running:
+                while ready:
+                    uid = ready.pop(0)
+                    step = plan.steps[uid]
+                    node = self.manifest.nodes[uid]
+                    if uid in blocked_by:
+                        complete(_skipped(node, f"skipped: upstream {blocked_by[uid]} failed"))
+                    elif step.action in ("reuse", "inline"):
+                        complete(_instant(node, step))
+                    else:
+                        running[pool.submit(self._guarded, node, step)] = uid
+                if running:
+                    done, _ = wait(running, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        running.pop(future)
+                        complete(future.result())
+        results.elapsed = time.perf_counter() - started
+        return results
+
+    def _guarded(self, node: Node, step: Step) -> NodeResult:
+        """Run one node; any failure becomes an error result, never an exception in the pool."""
+        started_at = _now()
+        started = time.perf_counter()
+        try:
+            result = self.execute_step(node, step)
+        except WfsqlError as exc:
+            result = _error(node, exc.message if not exc.hint else f"{exc.message} (hint: {exc.hint})")
+        except duckdb.Error as exc:
+            result = _error(node, _database_message(node, exc))
+        except Exception as exc:  # noqa: BLE001 - report, keep the other branches running
+            result = _error(node, f"{type(exc).__name__}: {exc}")
+        result.execution_time = time.perf_counter() - started
+        result.started_at, result.completed_at = started_at, _now()
+        return result
+
+
+def model_result(node: Node, outcome: BuildOutcome, compiled_path: str | None) -> NodeResult:
+    return NodeResult(
+        unique_id=node.unique_id, name=node.name, resource_type=node.resource_type, status="success",
+        message=outcome.message, rows_affected=outcome.rows_affected, compiled_path=compiled_path,
+    )
+
+
+def _instant(node: Node, step: Step) -> NodeResult:
+    status = "reused" if step.action == "reuse" else "success"
+    label = getattr(getattr(node, "relation", None), "label", node.name)
+    message = f"reused view {label} ({step.reason})" if step.action == "reuse" else f"{node.name}: {step.reason}"
+    return NodeResult(node.unique_id, node.name, node.resource_type, status, message)
+
+
+def _skipped(node: Node, message: str) -> NodeResult:
+    return NodeResult(node.unique_id, node.name, node.resource_type, "skipped", message)
+
+
+def _error(node: Node, message: str) -> NodeResult:
+    return NodeResult(node.unique_id, node.name, node.resource_type, "error", message)
+
+
+def _database_message(node: Node, exc: duckdb.Error) -> str:
+    first = str(exc).strip().splitlines()
+    text = " ".join(line.strip() for line in first[:3])
+    return f"{node.resource_type} {node.name} failed in DuckDB: {text}"
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat()
+
+
+def database_error(node: Node, exc: duckdb.Error, compiled_path: str | None) -> DatabaseError:
+    return DatabaseError(
+        _database_message(node, exc), node=f"{node.resource_type} {node.name}",
+        hint=f"the compiled SQL is in {compiled_path}" if compiled_path else None,
+    )
+
+
+__all__ = ["DAG", "Runner", "database_error", "model_result"]
