@@ -7,23 +7,20 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import duckdb
-
-from wfsql.adapter import DuckDBAdapter, RunLock
 from wfsql.artifacts import compiled_path, write_compiled, write_manifest
 from wfsql.compiler import Manifest, compile_project
 from wfsql.config import ProjectConfig, load_project
 from wfsql.console import Console
 from wfsql.errors import DatabaseError, WfsqlError
-from wfsql.materialize import build_model, load_seed
 from wfsql.nodes import Ephemeral, ModelNode, Node, SeedNode
-from wfsql.plan import Plan, Step, make_plan
 from wfsql.results import NodeResult, RunResults
-from wfsql.runner import Runner, model_result
 from wfsql.selection import SelectionContext, select_nodes
-from wfsql.state import ensure_state_table, read_state
+
+if TYPE_CHECKING:  # the database side is imported when a command needs it: `compile` never does
+    from wfsql.adapter import DuckDBAdapter
+    from wfsql.plan import Plan, Step
 
 
 @dataclass
@@ -84,6 +81,8 @@ class Project:
             return None
         if self.config.database != ":memory:" and not Path(self.config.database).exists():
             return {}
+        from wfsql.state import read_state
+
         with self.database(read_only=True) as adapter:
             return read_state(adapter)
 
@@ -97,6 +96,8 @@ class Project:
     @contextmanager
     def database(self, *, read_only: bool = False) -> Iterator[DuckDBAdapter]:
         """Open the target database; writers take the run lock first so two runs never collide."""
+        from wfsql.adapter import DuckDBAdapter, RunLock
+
         if read_only:
             adapter = DuckDBAdapter(self.config.database, read_only=True)
             try:
@@ -121,6 +122,9 @@ class Project:
         return self._execute("seed", options or RunOptions(), ("seed",))
 
     def _execute(self, command: str, options: RunOptions, resource_types: Sequence[str]) -> RunResults:
+        from wfsql.plan import make_plan
+        from wfsql.state import ensure_state_table, read_state
+
         manifest = self.compile()
         with self.database() as adapter:
             ensure_state_table(adapter)
@@ -154,10 +158,17 @@ class Project:
             f"Running {len(plan.steps)} node(s) on {self.config.database_label} "
             f"with {self.config.threads} thread(s): {counts or 'nothing to execute'}"
         )
+        from wfsql.runner import Runner
+
         runner = Runner(manifest, adapter, self.console, self.config.threads, self._executor(manifest, adapter, options))
         return runner.run(plan, command)
 
-    def _executor(self, manifest: Manifest, adapter: DuckDBAdapter, options: RunOptions):  # noqa: ANN202
+    def _executor(self, manifest: Manifest, adapter: DuckDBAdapter, options: RunOptions):
+        import duckdb
+
+        from wfsql.materialize import build_model, load_seed
+        from wfsql.runner import model_result
+
         dbt_types = self.config.flavor == "dbt"
 
         def execute(node: Node, step: Step) -> NodeResult:
@@ -197,6 +208,8 @@ class Project:
                 sql = node.compiled_sql
             else:
                 sql = f"select * from {node.relation}"  # type: ignore[attr-defined]
+            import duckdb
+
             try:
                 return adapter.query(sql, limit=limit)
             except duckdb.Error as exc:

@@ -42,7 +42,7 @@ def _parse_vars(text: str | None) -> dict[str, Any] | None:
     return value
 
 
-def _project(project_dir: Path, target: str | None, vars: str | None, threads: int | None, quiet: bool = False):  # noqa: ANN202
+def _project(project_dir: Path, target: str | None, vars: str | None, threads: int | None, quiet: bool = False):
     from wfsql.api import Project
     from wfsql.console import Console
 
@@ -50,7 +50,7 @@ def _project(project_dir: Path, target: str | None, vars: str | None, threads: i
                         console=Console(quiet=quiet))
 
 
-def _options(select: list[str] | None, exclude: list[str] | None, full_refresh: bool = False, **extra: Any):  # noqa: ANN202
+def _options(select: list[str] | None, exclude: list[str] | None, full_refresh: bool = False, **extra: Any):
     from wfsql.api import RunOptions
 
     return RunOptions(select=tuple(select or ()), exclude=tuple(exclude or ()), full_refresh=full_refresh, extra=extra)

@@ -191,10 +191,8 @@ class _Builder:
 
     def _schema(self, custom: Any) -> str:
         """dbt's default for dbt projects (`<target schema>_<custom>`); the custom schema itself here."""
-        macro = self.renderer.env.globals.get("generate_schema_name")
-        if macro is not None and self.renderer.macro_origin.get("generate_schema_name", Path()).is_relative_to(
-            self.config.root
-        ):
+        if self.renderer.has_project_macro("generate_schema_name"):
+            macro = self.renderer.env.globals["generate_schema_name"]
             return str(macro(custom, None)).strip()
         if custom is None or str(custom).strip() == "":
             return self.config.schema

@@ -177,7 +177,7 @@ def _allowed_keys_for(loc: tuple[Any, ...]) -> list[str]:
         annotation = getattr(field_info, "annotation", None)
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
             spec = annotation
-        elif part in ("targets",) or isinstance(part, str) and spec is TargetSpec:
+        elif part in ("targets",) or (isinstance(part, str) and spec is TargetSpec):
             spec = TargetSpec
         else:
             continue

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,26 +56,35 @@ class ProjectFiles:
     doc_blocks: dict[str, str] = field(default_factory=dict)
 
 
-def _files(root: Path, folders: tuple[str, ...], suffixes: tuple[str, ...]) -> list[tuple[Path, Path]]:
-    """(resource folder, file) pairs under each folder, sorted for a stable order."""
-    found: list[tuple[Path, Path]] = []
+def _files(root: Path, folders: tuple[str, ...], suffixes: tuple[str, ...]) -> list[tuple[Path, str]]:
+    """(resource folder, relative file path) pairs under each folder, sorted for a stable order.
+
+    os.walk on strings: Path.rglob plus sorting Path objects cost more than compiling a small project.
+    """
+    found: list[tuple[Path, str]] = []
     for folder in folders:
         base = root / folder
         if not base.is_dir():
             continue
-        for path in sorted(base.rglob("*")):
-            if path.suffix.lower() in suffixes and path.is_file() and not path.name.startswith("."):
-                found.append((base, path))
+        names: list[str] = []
+        for directory, subdirs, files in os.walk(base):
+            subdirs[:] = [d for d in subdirs if not d.startswith(".")]
+            prefix = os.path.relpath(directory, base)
+            for name in files:
+                if not name.startswith(".") and os.path.splitext(name)[1].lower() in suffixes:
+                    names.append(name if prefix == "." else f"{prefix}{os.sep}{name}")
+        found.extend((base, name) for name in sorted(names))
     return found
 
 
-def _sql_file(root: Path, base: Path, path: Path, *, read: bool = True) -> SqlFile:
-    return SqlFile(
-        path=path,
-        rel=path.relative_to(root).as_posix(),
-        folders=path.parent.relative_to(base).parts,
-        text=path.read_text(encoding="utf-8") if read else "",
-    )
+def _sql_file(root: Path, base: Path, name: str, *, read: bool = True) -> SqlFile:
+    path = base / name
+    text = ""
+    if read:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    folders = tuple(name.split(os.sep)[:-1])
+    return SqlFile(path=path, rel=path.relative_to(root).as_posix(), folders=folders, text=text)
 
 
 def load_files(config: ProjectConfig) -> ProjectFiles:
@@ -88,15 +98,15 @@ def load_files(config: ProjectConfig) -> ProjectFiles:
         MacroFile(path, path.read_text(encoding="utf-8"), bundled=True) for path in sorted(bundled.rglob("*.sql"))
     ]
     files.macros += [
-        MacroFile(path, path.read_text(encoding="utf-8"))
-        for _, path in _files(root, config.macro_paths, (".sql",))
+        MacroFile(base / name, (base / name).read_text(encoding="utf-8"))
+        for base, name in _files(root, config.macro_paths, (".sql",))
     ]
     yaml_folders = tuple(dict.fromkeys((*config.model_paths, *config.seed_paths, *config.macro_paths)))
-    for _, path in _files(root, yaml_folders, (".yml", ".yaml")):
-        _read_properties(path, files)
+    for base, name in _files(root, yaml_folders, (".yml", ".yaml")):
+        _read_properties(base / name, files)
     doc_folders = tuple(dict.fromkeys((*config.model_paths, "docs")))
-    for _, path in _files(root, doc_folders, (".md",)):
-        for match in _DOC_BLOCK.finditer(path.read_text(encoding="utf-8")):
+    for base, name in _files(root, doc_folders, (".md",)):
+        for match in _DOC_BLOCK.finditer((base / name).read_text(encoding="utf-8")):
             files.doc_blocks[match.group(1)] = match.group(2).strip()
     return files
 

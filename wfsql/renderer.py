@@ -23,8 +23,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import jinja2
-import jinja2.runtime
 import yaml
 
 from wfsql.config import ProjectConfig
@@ -41,24 +39,30 @@ def source_placeholder(source_name: str, table_name: str) -> str:
     return f"\ue000src:{source_name}.{table_name}\ue001"
 
 
-class MacroReturn(Exception):  # noqa: N818 - control flow, not an error
+class MacroReturn(Exception):
     """dbt's `{{ return(x) }}`: leaves the macro with a Python value."""
 
     def __init__(self, value: Any) -> None:
         self.value = value
 
 
-_original_invoke = jinja2.runtime.Macro._invoke
+def _enable_macro_return() -> None:
+    """Let `{{ return(x) }}` leave a macro with x, however deeply macros call each other."""
+    import jinja2.runtime
 
+    macro = jinja2.runtime.Macro
+    if getattr(macro, "_wfsql_return", False):
+        return
+    original = macro._invoke
 
-def _invoke_with_return(self: jinja2.runtime.Macro, arguments: list[Any], autoescape: bool) -> Any:
-    try:
-        return _original_invoke(self, arguments, autoescape)
-    except MacroReturn as returned:
-        return returned.value
+    def invoke(self: Any, arguments: list[Any], autoescape: bool) -> Any:
+        try:
+            return original(self, arguments, autoescape)
+        except MacroReturn as returned:
+            return returned.value
 
-
-jinja2.runtime.Macro._invoke = _invoke_with_return  # type: ignore[method-assign]
+    macro._invoke = invoke  # type: ignore[method-assign]
+    macro._wfsql_return = True  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
@@ -164,7 +168,7 @@ class _Adapter:
 
     def dispatch(self, macro_name: str, macro_namespace: str | None = None) -> Callable[..., Any]:
         for candidate in (f"duckdb__{macro_name}", f"default__{macro_name}", macro_name):
-            macro = self._renderer.env.globals.get(candidate)
+            macro = self._renderer.env.globals.get(candidate)  # type: ignore[union-attr]
             if macro is not None:
                 return macro  # type: ignore[return-value]
         raise WfsqlError(f"adapter.dispatch: no macro named {macro_name!r} (or duckdb__/default__ variants)")
@@ -198,16 +202,42 @@ class Renderer:
         )
         self._sources: dict[str, tuple[str, Path]] = {}
         self._state = _RenderState(name="", incremental=False)
-        self.env = jinja2.Environment(
-            loader=jinja2.FunctionLoader(self._load_source),
-            undefined=jinja2.StrictUndefined,
-            keep_trailing_newline=True,
-            extensions=["jinja2.ext.do", "jinja2.ext.loopcontrols"],
-            cache_size=0,
-        )
-        self.env.globals.update(self._context_functions())
-        self.macro_origin: dict[str, Path] = {}
-        self._load_macros(macro_files)
+        self._functions = self._context_functions()
+        self._macro_files = list(macro_files)
+        self._env: Any = None
+        self._macro_origin: dict[str, Path] = {}
+
+    @property
+    def env(self) -> Any:
+        """The Jinja environment with every macro loaded, built on first need.
+
+        Models on the fast path and a warm compile never need it, so they skip importing Jinja and
+        compiling the macro files.
+        """
+        if self._env is None:
+            import jinja2
+
+            _enable_macro_return()
+            self._env = jinja2.Environment(
+                loader=jinja2.FunctionLoader(self._load_source),
+                undefined=jinja2.StrictUndefined,
+                keep_trailing_newline=True,
+                extensions=["jinja2.ext.do", "jinja2.ext.loopcontrols"],
+                cache_size=0,
+            )
+            self._env.globals.update(self._functions)
+            self._load_macros(self._macro_files)
+        return self._env
+
+    @property
+    def macro_origin(self) -> dict[str, Path]:
+        self.env  # noqa: B018 - loads the macros
+        return self._macro_origin
+
+    def has_project_macro(self, name: str) -> bool:
+        """Whether the project (not wfsql's bundled macros) defines a macro, without loading Jinja."""
+        pattern = re.compile(r"\{%-?\s*macro\s+" + re.escape(name) + r"\s*\(")
+        return any(not f.bundled and pattern.search(f.text) for f in self._macro_files)
 
     # ----------------------------------------------------------------------------------- context
 
@@ -298,6 +328,8 @@ class Renderer:
         return text, str(path), lambda: True
 
     def _load_macros(self, macro_files: Iterable[MacroFile]) -> None:
+        import jinja2.runtime
+
         """Later files win over earlier ones (bundled macros come first, the project's override them)."""
         project_origin: dict[str, Path] = {}
         for macro_file in macro_files:
@@ -318,14 +350,17 @@ class Renderer:
                     )
                 if not bundled:
                     project_origin[name] = path
-                self.env.globals[name] = value
-                self.macro_origin[name] = path
+                self._env.globals[name] = value
+                self._macro_origin[name] = path
 
-    def _template(self, path: Path, text: str, *, kind: str) -> jinja2.Template:
+    def _template(self, path: Path, text: str, *, kind: str) -> Any:
+        import jinja2
+
         key = f"{kind}:{path}"
         self._sources[key] = (text, path)
+        env = self._env if kind == "macro" else self.env
         try:
-            return self.env.get_template(key)
+            return env.get_template(key)
         except jinja2.TemplateSyntaxError as exc:
             raise _render_error(exc, path, text, node=None) from None
 
@@ -385,11 +420,11 @@ class Renderer:
             if function == "ref":
                 if not args or kwargs.keys() - {"version", "v"}:
                     return None
-                output = str(self.env.globals["ref"](*args))
+                output = str(self._functions["ref"](*args))
             elif function == "source":
                 if len(args) != 2 or kwargs:
                     return None
-                output = str(self.env.globals["source"](*args))
+                output = str(self._functions["source"](*args))
             elif function == "config":
                 if args:
                     return None
@@ -399,7 +434,7 @@ class Renderer:
                 if kwargs or not 1 <= len(args) <= 2:
                     return None
                 try:
-                    value = self.env.globals["var"](*args)
+                    value = self._functions["var"](*args)
                 except WfsqlError:
                     return None  # let Jinja raise it with a line number
                 if not isinstance(value, str | int | float) or isinstance(value, bool):
@@ -417,7 +452,18 @@ class Renderer:
         )
 
 
+_SIMPLE_REF = re.compile(r"""ref\(\s*(['"])(\w+)\1\s*\)$""")
+_SIMPLE_SOURCE = re.compile(r"""source\(\s*(['"])(\w+)\1\s*,\s*(['"])(\w+)\3\s*\)$""")
+
+
 def _literal_call(expression: str) -> tuple[str, list[Any], dict[str, Any]] | None:
+    """(function, args, kwargs) of a call whose arguments are all literals, else None."""
+    simple = _SIMPLE_REF.match(expression)
+    if simple:
+        return "ref", [simple.group(2)], {}
+    simple = _SIMPLE_SOURCE.match(expression)
+    if simple:
+        return "source", [simple.group(2), simple.group(4)], {}
     try:
         tree = ast.parse(expression.strip(), mode="eval").body
     except SyntaxError:
@@ -436,6 +482,8 @@ def _literal_call(expression: str) -> tuple[str, list[Any], dict[str, Any]] | No
 
 
 def _template_line(exc: BaseException, path: Path) -> int | None:
+    import jinja2
+
     lineno = getattr(exc, "lineno", None)
     if isinstance(exc, jinja2.TemplateSyntaxError) and lineno:
         return int(lineno)
@@ -446,6 +494,8 @@ def _template_line(exc: BaseException, path: Path) -> int | None:
 
 
 def _render_error(exc: BaseException, path: Path, text: str, *, node: str | None) -> WfsqlError:
+    import jinja2
+
     line = _template_line(exc, path)
     if isinstance(exc, WfsqlError):
         exc.location = exc.location or Location(path, line)

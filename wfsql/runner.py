@@ -91,7 +91,7 @@ class Runner:
             result = _error(node, exc.message if not exc.hint else f"{exc.message} (hint: {exc.hint})")
         except duckdb.Error as exc:
             result = _error(node, _database_message(node, exc))
-        except Exception as exc:  # noqa: BLE001 - report, keep the other branches running
+        except Exception as exc:
             result = _error(node, f"{type(exc).__name__}: {exc}")
         result.execution_time = time.perf_counter() - started
         result.started_at, result.completed_at = started_at, _now()

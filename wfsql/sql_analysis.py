@@ -4,11 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import sqlglot
-from sqlglot import exp
-
-_QUERY_TYPES = (exp.Query,)
-
 
 @dataclass(frozen=True)
 class SqlAnalysis:
@@ -21,6 +16,9 @@ class SqlAnalysis:
 
 
 def analyze_sql(sql: str) -> SqlAnalysis:
+    import sqlglot  # imported on first use: a warm compile never parses and skips its 0.2 s import
+    from sqlglot import exp
+
     try:
         statements = [s for s in sqlglot.parse(sql, read="duckdb") if s is not None]
     except sqlglot.ParseError as exc:
@@ -35,7 +33,7 @@ def analyze_sql(sql: str) -> SqlAnalysis:
     if len(statements) != 1:
         return SqlAnalysis(error=f"a model is one SELECT statement, found {len(statements)} statements")
     statement = statements[0]
-    if not isinstance(statement, _QUERY_TYPES):
+    if not isinstance(statement, exp.Query):
         return SqlAnalysis(
             error=f"a model is a SELECT query, found {statement.key.upper()}; wfsql writes the CREATE itself"
         )
