@@ -27,6 +27,12 @@ class ExistingRelation:
     type: str  # 'table' | 'view'
 
 
+def first_row(result: duckdb.DuckDBPyConnection) -> tuple[Any, ...] | None:
+    """The first row, consuming the whole result: DuckDB refuses new work while a result is unfinished."""
+    rows = result.fetchall()
+    return rows[0] if rows else None
+
+
 class RunLock:
     """An exclusive lock beside the database file, naming the process that holds it."""
 

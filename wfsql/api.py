@@ -32,6 +32,30 @@ class RunOptions:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def _gated_dag(manifest: Manifest, plan: Plan):  # noqa: ANN202
+    """For `build`: a node also waits for the tests of its parents, unless that test needs the node itself."""
+    from wfsql.dag import DAG
+
+    tests_of: dict[str, list[str]] = {}
+    for uid in plan.steps:
+        node = manifest.nodes[uid]
+        if node.resource_type == "test":
+            for parent in node.depends_on:
+                tests_of.setdefault(parent, []).append(uid)
+    dag = manifest.dag.subgraph(plan.steps)
+    parents: dict[str, list[str]] = {}
+    for uid in dag.topological_order():
+        extra = []
+        if manifest.nodes[uid].resource_type != "test":
+            ancestors = dag.ancestors(uid)
+            for parent in dag.parents(uid):
+                for test_id in tests_of.get(parent, ()):
+                    if set(manifest.nodes[test_id].depends_on) <= ancestors:
+                        extra.append(test_id)
+        parents[uid] = [*dag.parents(uid), *extra]
+    return DAG(parents)
+
+
 class Project:
     """A loaded project. Cheap to create; compiles on first use and caches the manifest."""
 
@@ -121,6 +145,24 @@ class Project:
     def seed(self, options: RunOptions | None = None) -> RunResults:
         return self._execute("seed", options or RunOptions(), ("seed",))
 
+    def test(self, options: RunOptions | None = None) -> RunResults:
+        """Run the tests of the selected nodes (and tests selected by name)."""
+        return self._execute("test", options or RunOptions(), ("test",))
+
+    def build(self, options: RunOptions | None = None) -> RunResults:
+        """Seeds, models and tests in DAG order; a failed error-severity test stops its downstream."""
+        return self._execute("build", options or RunOptions(), ("seed", "model", "test"))
+
+    def _selected_for(self, options: RunOptions, resource_types: Sequence[str], built: dict[str, str]) -> set[str]:
+        manifest = self.compile()
+        chosen = self.select(options.select, options.exclude, state=built)
+        if "test" in resource_types and options.select:
+            excluded = self.select(options.exclude, (), state=built) if options.exclude else set()
+            for uid, node in manifest.nodes.items():
+                if node.resource_type == "test" and set(node.depends_on) & chosen and uid not in excluded:
+                    chosen.add(uid)
+        return {uid for uid in chosen if manifest.nodes[uid].resource_type in resource_types}
+
     def _execute(self, command: str, options: RunOptions, resource_types: Sequence[str]) -> RunResults:
         from wfsql.plan import make_plan
         from wfsql.state import ensure_state_table, read_state
@@ -129,7 +171,7 @@ class Project:
         with self.database() as adapter:
             ensure_state_table(adapter)
             built = read_state(adapter)
-            selected = self.select(options.select, options.exclude, resource_types=resource_types, state=built)
+            selected = self._selected_for(options, resource_types, built)
             relations = [
                 manifest.nodes[uid].relation.schema  # type: ignore[attr-defined]
                 for uid in selected
@@ -160,20 +202,47 @@ class Project:
         )
         from wfsql.runner import Runner
 
-        runner = Runner(manifest, adapter, self.console, self.config.threads, self._executor(manifest, adapter, options))
+        executor = self._executor(manifest, adapter, options, plan)
+        dag = _gated_dag(manifest, plan) if command == "build" else None
+        runner = Runner(manifest, adapter, self.console, self.config.threads, executor, dag=dag)
         return runner.run(plan, command)
 
-    def _executor(self, manifest: Manifest, adapter: DuckDBAdapter, options: RunOptions):
+    def _executor(self, manifest: Manifest, adapter: DuckDBAdapter, options: RunOptions, plan: Plan):  # noqa: ANN202
         import duckdb
 
         from wfsql.materialize import build_model, load_seed
         from wfsql.runner import model_result
+        from wfsql.testing import TestExecutor, TestNode
 
         dbt_types = self.config.flavor == "dbt"
+        planned_tests = [n for uid in plan.steps if isinstance(n := manifest.nodes[uid], TestNode)]
+        tests = TestExecutor(
+            adapter,
+            planned_tests,
+            target_schema=self.config.schema,
+            compiled_paths={
+                t.unique_id: str(compiled_path(manifest, t).relative_to(self.config.root)) for t in planned_tests
+            },
+            relations={
+                uid: node.relation  # type: ignore[attr-defined]
+                for uid, node in manifest.nodes.items()
+                if isinstance(node, ModelNode | SeedNode)
+            },
+            batch=not options.extra.get("no_batch_tests", False),
+        )
 
         def execute(node: Node, step: Step) -> NodeResult:
             path = compiled_path(manifest, node)
-            shown = str(path.relative_to(self.config.root)) if isinstance(node, ModelNode) else None
+            shown = str(path.relative_to(self.config.root)) if isinstance(node, ModelNode | TestNode) else None
+            if isinstance(node, TestNode):
+                try:
+                    return tests.run(node)
+                except duckdb.Error as exc:
+                    first = " ".join(str(exc).strip().splitlines()[:2])
+                    raise DatabaseError(
+                        f"test {node.name} failed in DuckDB: {first}; declared at {node.declared_at}",
+                        node=f"test {node.name}", hint=f"the compiled test SQL is in {shown}",
+                    ) from None
             try:
                 if isinstance(node, SeedNode):
                     return model_result(node, load_seed(adapter, node, dbt_types=dbt_types), None)

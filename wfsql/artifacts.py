@@ -13,7 +13,10 @@ from wfsql.results import _write_json
 
 
 def compiled_path(manifest: Manifest, node: Node) -> Path:
-    return manifest.config.target_dir / "compiled" / manifest.config.name / node.path
+    base = manifest.config.target_dir / "compiled" / manifest.config.name
+    if node.resource_type == "test":
+        return base / "tests" / f"{node.name}.sql"
+    return base / node.path
 
 
 def write_compiled(manifest: Manifest) -> None:

@@ -109,6 +109,26 @@ def seed(
     _finish(project.seed(_options(select, exclude)))
 
 
+@app.command()
+def test(
+    project_dir: ProjectDir = Path("."), target: Target = None, vars: Vars = None, threads: Threads = None,
+    select: Select = None, exclude: Exclude = None, quiet: Quiet = False,
+) -> None:
+    """Run data-quality tests of the selected nodes."""
+    project = _project(project_dir, target, vars, threads, quiet)
+    _finish(project.test(_options(select, exclude)))
+
+
+@app.command()
+def build(
+    project_dir: ProjectDir = Path("."), target: Target = None, vars: Vars = None, threads: Threads = None,
+    select: Select = None, exclude: Exclude = None, full_refresh: FullRefresh = False, quiet: Quiet = False,
+) -> None:
+    """Seeds, models and tests in DAG order; a failed test stops what depends on its model."""
+    project = _project(project_dir, target, vars, threads, quiet)
+    _finish(project.build(_options(select, exclude, full_refresh)))
+
+
 @app.command("ls")
 def list_nodes(
     project_dir: ProjectDir = Path("."), target: Target = None, vars: Vars = None,

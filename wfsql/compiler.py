@@ -86,7 +86,40 @@ def compile_project(config: ProjectConfig, *, use_cache: bool = True) -> Manifes
     builder = _Builder(config, files, renderer, cache)
     manifest = builder.build()
     cache.save()
+    _add_tests(manifest)
     return manifest
+
+
+def _add_tests(manifest: Manifest) -> None:
+    """Tests hang off the nodes they check; they join the DAG as leaves."""
+    if manifest.files is None or manifest.renderer is None:
+        return
+    if not _declares_tests(manifest.files):
+        return
+    from wfsql.testing import collect_tests
+
+    tests = collect_tests(manifest.config.name, manifest.files, manifest.renderer, manifest.nodes)
+    if not tests:
+        return
+    parents = {uid: list(manifest.dag.parents(uid)) for uid in manifest.dag.topological_order()}
+    for test in tests:
+        manifest.nodes[test.unique_id] = test
+        parents[test.unique_id] = list(test.depends_on)
+    manifest.dag = DAG(parents)
+
+
+def _declares_tests(files: ProjectFiles) -> bool:
+    if files.singular_tests:
+        return True
+    entries = [*files.model_properties, *files.seed_properties, *files.sources]
+    for entry in entries:
+        if "tests" in entry.data or "data_tests" in entry.data:
+            return True
+        items = [*(entry.data.get("columns") or []), *(entry.data.get("tables") or [])]
+        for item in items:
+            if isinstance(item, dict) and ("tests" in item or "data_tests" in item or item.get("columns")):
+                return True
+    return False
 
 
 class _Builder:
@@ -166,7 +199,7 @@ class _Builder:
         for name, (file, result) in rendered.items():
             props = self.properties.get(name)
             merged: dict[str, Any] = {"materialized": "view"}
-            merge_configs(merged, folder_config(self.config.model_tree, self.config.name, file.folders))
+            merge_configs(merged, folder_config(self.config.model_tree, self.config.name, file.folders, name))
             if props is not None:
                 merge_configs(merged, dict(props.data.get("config") or {}))
             merge_configs(merged, result.config)
@@ -204,7 +237,7 @@ class _Builder:
         seeds: dict[str, SeedNode] = {}
         for file in self.files.seeds:
             merged: dict[str, Any] = {}
-            merge_configs(merged, folder_config(self.config.seed_tree, self.config.name, file.folders))
+            merge_configs(merged, folder_config(self.config.seed_tree, self.config.name, file.folders, file.name))
             props = self.seed_properties.get(file.name)
             if props is not None:
                 merge_configs(merged, dict(props.data.get("config") or {}))

@@ -277,8 +277,13 @@ def classify_tree_key(key: str, value: Any) -> tuple[bool, str]:
     return False, key
 
 
-def folder_config(tree: dict[str, Any], project_name: str, folders: tuple[str, ...]) -> dict[str, Any]:
-    """Merge the configs that apply to a file in `folders` (relative to its resource path)."""
+def folder_config(
+    tree: dict[str, Any], project_name: str, folders: tuple[str, ...], file_name: str | None = None
+) -> dict[str, Any]:
+    """Merge the configs that apply to a file in `folders` (relative to its resource path).
+
+    As in dbt, the innermost level may also name the file itself (`my_model: {+enabled: false}`).
+    """
     merged: dict[str, Any] = {}
     level: dict[str, Any] = tree
     if isinstance(tree.get(project_name), dict):  # dbt nests the tree under the project's name
@@ -288,9 +293,11 @@ def folder_config(tree: dict[str, Any], project_name: str, folders: tuple[str, .
     for folder in folders:
         child = level.get(folder)
         if not isinstance(child, dict):
-            break
+            return merged
         level = child
         merge_configs(merged, _level_configs(level))
+    if file_name is not None and isinstance(level.get(file_name), dict):
+        merge_configs(merged, _level_configs(level[file_name]))
     return merged
 
 

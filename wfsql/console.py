@@ -63,6 +63,14 @@ class Console:
         )
         with self._lock:
             self.rich.print(line)
+            sample = result.adapter_response.get("sample_rows")
+            if sample:
+                table = Table(title="failing rows (sample)", title_justify="left", show_edge=False)
+                for column in result.adapter_response.get("sample_columns", []):
+                    table.add_column(str(column))
+                for row in sample:
+                    table.add_row(*[_cell(value) for value in row])
+                self.rich.print(table)
 
     def summary(self, results: RunResults) -> None:
         counts = results.counts()

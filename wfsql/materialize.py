@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import duckdb
 
 from wfsql.adapter import DuckDBAdapter
+from wfsql.adapter import first_row as _first_row
 from wfsql.errors import DatabaseError
 from wfsql.nodes import Ephemeral, Incremental, ModelNode, Relation, SeedNode, Table, View, quote_identifier
 from wfsql.state import record_build
@@ -52,7 +53,7 @@ def _replace(adapter: DuckDBAdapter, node: ModelNode | SeedNode, relation_type: 
             cursor.execute(f"drop {existing.type} {relation}")
         result = cursor.execute(f"create or replace {relation_type} {relation} as\n{sql}")
         if relation_type == "table":
-            fetched = result.fetchone()
+            fetched = _first_row(result)
             rows = int(fetched[0]) if fetched else None
         _hooks(cursor, node, "post_hooks")
         record_build(cursor, node, relation.label, relation_type if isinstance(node, ModelNode) else "seed")
@@ -73,7 +74,7 @@ def _incremental(adapter: DuckDBAdapter, node: ModelNode, kind: Incremental) -> 
     with adapter.transaction() as cursor:
         _hooks(cursor, node, "pre_hooks")
         cursor.execute(f"create temp table {temp} as\n{sql}")
-        new_rows = int(cursor.execute(f"select count(*) from {temp}").fetchone()[0])  # type: ignore[index]
+        new_rows = int(_first_row(cursor.execute(f"select count(*) from {temp}"))[0])  # type: ignore[index]
         columns = _reconcile_columns(cursor, adapter, node, kind, temp)
         column_list = ", ".join(quote_identifier(c) for c in columns)
         if kind.strategy == "delete+insert":

@@ -184,8 +184,13 @@ class _Exceptions:
         return ""
 
 
+# dbt's `{% test name(...) %}` blocks are macros named test_<name>.
+_TEST_BLOCK = re.compile(r"\{(%-?)\s*test\s+(\w+)\s*\(")
+_END_TEST = re.compile(r"\{(%-?)\s*endtest\s*(-?%)\}")
 _FAST_CALL = re.compile(r"\{\{\s*((?:ref|source|config|var)\s*\((?:[^{}()]|\([^()]*\))*\))\s*\}\}")
 _ANY_JINJA = re.compile(r"\{[{%#]")
+# Jinja rewrites every line ending (\r\n, \r) to its newline_sequence, '\n'; the fast path must too.
+_LINE_ENDINGS = re.compile(r"\r\n?")
 
 
 class Renderer:
@@ -357,6 +362,8 @@ class Renderer:
         import jinja2
 
         key = f"{kind}:{path}"
+        if kind == "macro":
+            text = _TEST_BLOCK.sub(r"{\1 macro test_\2(", _END_TEST.sub(r"{\1 endmacro \2}", text))
         self._sources[key] = (text, path)
         env = self._env if kind == "macro" else self.env
         try:
@@ -402,6 +409,8 @@ class Renderer:
 
     def _render_fast(self, name: str, text: str) -> RenderResult | None:
         """Substitute plain literal calls without Jinja; None when the file needs real Jinja."""
+        if "\r" in text:
+            text = _LINE_ENDINGS.sub("\n", text)
         calls = list(_FAST_CALL.finditer(text))
         remainder = _FAST_CALL.sub("", text)
         if _ANY_JINJA.search(remainder) or "}}" in remainder:

@@ -36,11 +36,12 @@ class Runner:
     execute_step: Executor
     # A node whose result is one of these makes its descendants skip (tests with severity error fail).
     blocking_statuses: tuple[str, ...] = ("error", "fail")
+    dag: DAG | None = None  # defaults to the manifest's DAG restricted to the plan
 
     def run(self, plan: Plan, command: str) -> RunResults:
         started = time.perf_counter()
         results = RunResults(command=command)
-        dag = self.manifest.dag.subgraph(plan.steps)
+        dag = self.dag or self.manifest.dag.subgraph(plan.steps)
         total = len(plan.steps)
         pending = {uid: len(dag.parents(uid)) for uid in dag.nodes}
         ready = [uid for uid in dag.topological_order() if pending[uid] == 0]

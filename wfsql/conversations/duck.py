@@ -51,7 +51,8 @@ def load_into_duckdb(
         try:
             con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_identifier(schema)}")
             for suffix in TABLE_SUFFIXES:
-                con.execute(f"CREATE OR REPLACE TABLE {targets[suffix]} AS SELECT * FROM {quote_identifier(views[suffix])}")
+                source = quote_identifier(views[suffix])
+                con.execute(f"CREATE OR REPLACE TABLE {targets[suffix]} AS SELECT * FROM {source}")
             con.commit()
         except BaseException:
             con.rollback()

@@ -219,8 +219,10 @@ def _content_text(content: Any, turn: dict[str, Any], position: int, key: str) -
         for part in content:
             if isinstance(part, str):
                 texts.append(part)
-            elif isinstance(part, dict) and isinstance(part.get("text"), str) and (
-                part.get("type") is None or part.get("type") in _TEXT_PART_TYPES
+            elif (
+                isinstance(part, dict)
+                and isinstance(part.get("text"), str)
+                and (part.get("type") is None or part.get("type") in _TEXT_PART_TYPES)
             ):
                 texts.append(part["text"])
             else:

