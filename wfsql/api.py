@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from wfsql.artifacts import compiled_path, write_compiled, write_manifest
+from wfsql.artifacts import compiled_path, write_artifacts_if_changed
 from wfsql.compiler import Manifest, compile_project
 from wfsql.config import ProjectConfig, load_project
 from wfsql.console import Console
@@ -84,8 +84,7 @@ class Project:
             for warning in manifest.warnings:
                 self.console.warn(warning)
             if write_artifacts:
-                write_compiled(manifest)
-                write_manifest(manifest)
+                write_artifacts_if_changed(manifest)
             self._manifest = manifest
         return self._manifest
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from wfsql import __version__
 from wfsql.compiler import Manifest
-from wfsql.nodes import ModelNode, Node, SeedNode, SourceNode
+from wfsql.nodes import ModelNode, Node, SeedNode, SourceNode, fingerprint
 from wfsql.results import _write_json
 
 
@@ -86,3 +86,23 @@ def write_manifest(manifest: Manifest) -> Path:
         "warnings": manifest.warnings,
     }
     return _write_json(target / "manifest.json", payload)
+
+
+def write_artifacts_if_changed(manifest: Manifest) -> bool:
+    """Write compiled SQL and manifest.json unless they already describe exactly this manifest.
+
+    Rewriting a thousand unchanged files costs more than the whole warm compile, so a digest of
+    every node's fingerprint is kept beside them.
+    """
+    target = manifest.config.target_dir
+    digest = fingerprint(sorted((uid, node.fingerprint) for uid, node in manifest.nodes.items()), manifest.warnings)
+    marker = target / ".artifacts_digest"
+    try:
+        if marker.read_text() == digest and (target / "manifest.json").exists():
+            return False
+    except OSError:
+        pass
+    write_compiled(manifest)
+    write_manifest(manifest)
+    marker.write_text(digest)
+    return True

@@ -30,6 +30,7 @@ class CompileCache:
     environment: str
     renders: dict[str, RenderResult] = field(default_factory=dict)
     parses: dict[str, SqlAnalysis] = field(default_factory=dict)
+    manifest: tuple[str, Any] | None = None  # (project digest, (nodes, dag, warnings))
     dirty: bool = False
 
     @classmethod
@@ -49,6 +50,7 @@ class CompileCache:
                 stored = pickle.load(handle)
             if stored.get("environment") == environment:
                 cache.renders = stored["renders"]
+                cache.manifest = stored.get("manifest")
             cache.parses = stored.get("parses", {})
         except (OSError, EOFError, pickle.UnpicklingError, KeyError, AttributeError, TypeError, ValueError):
             pass
@@ -82,6 +84,16 @@ class CompileCache:
             self.parses[key] = analysis
             self.dirty = True
 
+    def get_manifest(self, digest: str) -> Any | None:
+        if self.path and self.manifest is not None and self.manifest[0] == digest:
+            return self.manifest[1]
+        return None
+
+    def put_manifest(self, digest: str, value: Any) -> None:
+        if self.path:
+            self.manifest = (digest, value)
+            self.dirty = True
+
     def save(self) -> None:
         """Write atomically; entries no longer used are dropped only when the cache grows large."""
         if not self.path or not self.dirty:
@@ -90,7 +102,9 @@ class CompileCache:
             self.parses = dict(list(self.parses.items())[-25_000:])
         self.path.parent.mkdir(parents=True, exist_ok=True)
         temporary = self.path.with_suffix(".tmp")
-        payload: dict[str, Any] = {"environment": self.environment, "renders": self.renders, "parses": self.parses}
+        payload: dict[str, Any] = {
+            "environment": self.environment, "renders": self.renders, "parses": self.parses, "manifest": self.manifest,
+        }
         with temporary.open("wb") as handle:
             pickle.dump(payload, handle, protocol=pickle.HIGHEST_PROTOCOL)
         temporary.replace(self.path)

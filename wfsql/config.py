@@ -7,11 +7,10 @@ Validation errors name the file, the key path and its line.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
-
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from wfsql.errors import Location, ProjectConfigError, did_you_mean
 from wfsql.yamlfile import YamlDocument, load_yaml
@@ -35,47 +34,107 @@ DICT_CONFIG_KEYS = frozenset({"meta", "docs", "persist_docs", "column_types", "g
 MATERIALIZATIONS = ("view", "table", "incremental", "ephemeral")
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+@dataclass(frozen=True)
+class Field:
+    """One key of a YAML mapping: its type(s), default, and for mappings the schema of its keys."""
+
+    types: tuple[type, ...]
+    default: Any = None
+    children: dict[str, Field] | None = None  # a fixed set of keys
+    each: dict[str, Field] | None = None  # a mapping of free names, each with these keys
+    pattern: str | None = None
+    minimum: int | None = None
+    maximum: int | None = None
+    many: bool = False  # a string is accepted as a one-item list
 
 
-class TargetSpec(_Strict):
-    """One named target (e.g. dev/prod): where the database lives and how to run on it."""
+_TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", dict: "a dictionary (mapping)",
+               list: "a list", type(None): "nothing"}
 
-    database: str | None = None
-    schema_: str | None = Field(default=None, alias="schema")
-    threads: int | None = Field(default=None, ge=1, le=256)
+TARGET_SCHEMA: dict[str, Field] = {
+    "database": Field((str,)),
+    "schema": Field((str,)),
+    "threads": Field((int,), minimum=1, maximum=256),
+}
+PATHS_SCHEMA: dict[str, Field] = {
+    key: Field((list,), [key], many=True) for key in ("models", "seeds", "tests", "macros")
+}
+PROJECT_SCHEMA: dict[str, Field] = {
+    "name": Field((str,), pattern=r"^[A-Za-z_][A-Za-z0-9_]*$"),
+    "version": Field((str, int, float)),
+    "database": Field((str,), DEFAULT_DATABASE),
+    "schema": Field((str,), "main"),
+    "threads": Field((int,), 4, minimum=1, maximum=256),
+    "paths": Field((dict,), {}, children=PATHS_SCHEMA),
+    "target_path": Field((str,), "target"),
+    "vars": Field((dict,), {}),
+    "models": Field((dict,), {}),
+    "seeds": Field((dict,), {}),
+    "tests": Field((dict,), {}),
+    "targets": Field((dict,), {}, each=TARGET_SCHEMA),
+    "default_target": Field((str,)),
+    "llm": Field((dict,), {}),
+}
 
 
-class PathsSpec(_Strict):
-    models: list[str] = ["models"]
-    seeds: list[str] = ["seeds"]
-    tests: list[str] = ["tests"]
-    macros: list[str] = ["macros"]
+def validate_mapping(
+    data: dict[str, Any], schema: dict[str, Field], path: tuple[Any, ...], problems: list[tuple[tuple[Any, ...], str]]
+) -> dict[str, Any]:
+    """Check `data` against `schema`; collect (key path, message) problems; return values with defaults.
 
-    @field_validator("*", mode="before")
-    @classmethod
-    def _one_or_many(cls, value: Any) -> Any:
-        return [value] if isinstance(value, str) else value
+    A small, dependency-free validator: the project file has a dozen keys and its errors must name
+    each key path and line, which is all this needs to do.
+    """
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        spec = schema.get(str(key))
+        if spec is None:
+            suggestion = did_you_mean(str(key), schema)
+            problems.append(((*path, key), "unknown key" + (f" ({suggestion})" if suggestion else "")))
+            continue
+        out[str(key)] = _validate_value(value, spec, (*path, key), problems)
+    for key, spec in schema.items():
+        if key not in out:
+            if spec.default is None and key == "name" and path == ():
+                problems.append(((key,), "is required"))
+            out[key] = validate_mapping({}, spec.children, (*path, key), problems) if spec.children else _copy(
+                spec.default
+            )
+    return out
 
 
-class ProjectSpec(_Strict):
-    """The schema of `wfsql_project.yml`."""
+def _copy(value: Any) -> Any:
+    return dict(value) if isinstance(value, dict) else list(value) if isinstance(value, list) else value
 
-    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
-    version: str | int | float | None = None
-    database: str = DEFAULT_DATABASE
-    schema_: str = Field(default="main", alias="schema")
-    threads: int = Field(default=4, ge=1, le=256)
-    paths: PathsSpec = PathsSpec()
-    target_path: str = "target"
-    vars: dict[str, Any] = {}
-    models: dict[str, Any] = {}
-    seeds: dict[str, Any] = {}
-    tests: dict[str, Any] = {}
-    targets: dict[str, TargetSpec] = {}
-    default_target: str | None = None
-    llm: dict[str, Any] = {}
+
+def _validate_value(value: Any, spec: Field, path: tuple[Any, ...], problems: list[tuple[tuple[Any, ...], str]]) -> Any:
+    if value is None:
+        return validate_mapping({}, spec.children, path, problems) if spec.children else _copy(spec.default)
+    if spec.many and isinstance(value, str):
+        value = [value]
+    if isinstance(value, bool) or not isinstance(value, spec.types):
+        expected = " or ".join(_TYPE_NAMES.get(t, t.__name__) for t in spec.types)
+        problems.append((path, f"expected {expected}, got {type(value).__name__} {value!r}"))
+        return _copy(spec.default)
+    if spec.many and not all(isinstance(v, str) for v in value):
+        problems.append((path, "expected a list of folder names"))
+    if spec.pattern and isinstance(value, str) and not re.match(spec.pattern, value):
+        problems.append((path, f"{value!r} is not a valid identifier (letters, digits, _; not starting with a digit)"))
+    if isinstance(value, int) and spec.minimum is not None and value < spec.minimum:
+        problems.append((path, f"must be at least {spec.minimum}"))
+    if isinstance(value, int) and spec.maximum is not None and value > spec.maximum:
+        problems.append((path, f"must be at most {spec.maximum}"))
+    if spec.children is not None:
+        return validate_mapping(value, spec.children, path, problems)
+    if spec.each is not None:
+        result = {}
+        for name, item in value.items():
+            if not isinstance(item, dict):
+                problems.append(((*path, name), f"expected a dictionary (mapping), got {type(item).__name__}"))
+                continue
+            result[str(name)] = validate_mapping(item, spec.each, (*path, name), problems)
+        return result
+    return value
 
 
 @dataclass(frozen=True)
@@ -147,85 +206,62 @@ def _replace(config: ProjectConfig, **changes: Any) -> ProjectConfig:
     return replace(config, **changes)
 
 
-def _validation_error(doc: YamlDocument, exc: ValidationError, prefix: tuple[Any, ...] = ()) -> ProjectConfigError:
-    problems = []
-    first_loc: Location | None = None
-    for error in exc.errors():
-        loc = tuple(part for part in error["loc"] if part != "__root__")
-        loc = tuple("schema" if part == "schema_" else part for part in loc)
-        key = ".".join(str(part) for part in (*prefix, *loc)) or "(top level)"
-        line = doc.line_of((*prefix, *loc))
-        message = error["msg"]
-        if error["type"] == "extra_forbidden":
-            allowed = _allowed_keys_for(loc)
-            suggestion = did_you_mean(str(loc[-1]), allowed) if allowed else None
-            message = "unknown key" + (f" ({suggestion})" if suggestion else "")
-        problems.append(f"{key} (line {line}): {message}")
-        if first_loc is None:
-            first_loc = Location(doc.path, line)
+def _config_error(doc: YamlDocument, problems: list[tuple[tuple[Any, ...], str]]) -> ProjectConfigError:
+    lines = []
+    for key_path, message in problems:
+        key = ".".join(str(part) for part in key_path) or "(top level)"
+        lines.append(f"{key} (line {doc.line_of(key_path)}): {message}")
     return ProjectConfigError(
-        "; ".join(problems),
-        location=first_loc,
+        "; ".join(lines),
+        location=Location(doc.path, doc.line_of(problems[0][0])),
         hint=f"see docs/configuration.md for the keys {doc.path.name} accepts",
     )
-
-
-def _allowed_keys_for(loc: tuple[Any, ...]) -> list[str]:
-    spec: type[BaseModel] = ProjectSpec
-    for part in loc[:-1]:
-        field_info = spec.model_fields.get(str(part))
-        annotation = getattr(field_info, "annotation", None)
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            spec = annotation
-        elif part in ("targets",) or (isinstance(part, str) and spec is TargetSpec):
-            spec = TargetSpec
-        else:
-            continue
-    return [info.alias or name for name, info in spec.model_fields.items()]
 
 
 def _native(root: Path, doc: YamlDocument, target: str | None) -> ProjectConfig:
     if not isinstance(doc.data, dict):
         raise ProjectConfigError("the project file must be a mapping of keys", location=doc.location())
-    try:
-        spec = ProjectSpec.model_validate(doc.data)
-    except ValidationError as exc:
-        raise _validation_error(doc, exc) from None
-    target_name = target or spec.default_target or ("dev" if "dev" in spec.targets else "default")
-    chosen = TargetSpec()
-    if spec.targets or target:
-        if target_name not in spec.targets:
-            if target or spec.default_target:
-                suggestion = did_you_mean(target_name, spec.targets)
+    problems: list[tuple[tuple[Any, ...], str]] = []
+    spec = validate_mapping(doc.data, PROJECT_SCHEMA, (), problems)
+    if problems:
+        raise _config_error(doc, problems)
+    targets: dict[str, dict[str, Any]] = spec["targets"]
+    target_name = target or spec["default_target"] or ("dev" if "dev" in targets else "default")
+    chosen: dict[str, Any] = {}
+    if targets or target:
+        if target_name not in targets:
+            if target or spec["default_target"]:
+                suggestion = did_you_mean(target_name, targets)
                 raise ProjectConfigError(
                     f"unknown target {target_name!r}" + (f"; {suggestion}" if suggestion else ""),
                     location=doc.location(("targets",)),
-                    hint=f"declare it under `targets:` in {doc.path.name}; known: {sorted(spec.targets)}",
+                    hint=f"declare it under `targets:` in {doc.path.name}; known: {sorted(targets)}",
                 )
         else:
-            chosen = spec.targets[target_name]
-    database = _resolve_database(root, chosen.database or spec.database)
-    validate_config_tree(doc, ("models",), spec.models, spec.name, strict=True)
-    validate_config_tree(doc, ("seeds",), spec.seeds, spec.name, strict=True)
+            chosen = targets[target_name]
+    database = _resolve_database(root, chosen.get("database") or spec["database"])
+    validate_config_tree(doc, ("models",), spec["models"], spec["name"], strict=True)
+    validate_config_tree(doc, ("seeds",), spec["seeds"], spec["name"], strict=True)
+    paths = spec["paths"]
     return ProjectConfig(
         root=root,
-        name=spec.name,
+        name=spec["name"],
         flavor="wfsql",
         config_path=doc.path,
         database=database,
-        schema=chosen.schema_ or spec.schema_,
-        threads=chosen.threads or spec.threads,
+        schema=chosen.get("schema") or spec["schema"],
+        threads=chosen.get("threads") or spec["threads"],
         target_name=target_name,
-        model_paths=tuple(spec.paths.models),
-        seed_paths=tuple(spec.paths.seeds),
-        test_paths=tuple(spec.paths.tests),
-        macro_paths=tuple(spec.paths.macros),
-        target_dir=root / spec.target_path,
-        vars=dict(spec.vars),
-        model_tree=spec.models,
-        seed_tree=spec.seeds,
-        test_tree=spec.tests,
-        llm=spec.llm,
+        model_paths=tuple(paths["models"]),
+        seed_paths=tuple(paths["seeds"]),
+        test_paths=tuple(paths["tests"]),
+        macro_paths=tuple(paths["macros"]),
+        target_dir=root / spec["target_path"],
+        vars=dict(spec["vars"]),
+        model_tree=spec["models"],
+        seed_tree=spec["seeds"],
+        test_tree=spec["tests"],
+        llm=spec["llm"],
         document=doc,
     )
 

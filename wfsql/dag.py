@@ -23,7 +23,8 @@ class DAG:
         for node, node_parents in parents.items():
             self._parents[node] = tuple(dict.fromkeys(p for p in node_parents if p != node))
             self._children.setdefault(node, [])
-        for node, node_parents in self._parents.items():
+        # A copy: a parent that is not a key itself is added as a root below, which grows the dict.
+        for node, node_parents in list(self._parents.items()):
             for parent in node_parents:
                 self._children.setdefault(parent, []).append(node)
                 self._parents.setdefault(parent, ())

@@ -21,14 +21,18 @@ _DOC_BLOCK = re.compile(r"\{%-?\s*docs\s+(\w+)\s*-?%\}(.*?)\{%-?\s*enddocs\s*-?%
 class SqlFile:
     """A model, test or macro file."""
 
-    path: Path  # absolute
+    absolute: str
     rel: str  # relative to the project root, '/'-separated
     folders: tuple[str, ...]  # folders between the resource path and the file
     text: str
 
     @property
+    def path(self) -> Path:
+        return Path(self.absolute)
+
+    @property
     def name(self) -> str:
-        return self.path.stem
+        return os.path.splitext(os.path.basename(self.rel))[0]
 
 
 @dataclass(frozen=True)
@@ -78,13 +82,16 @@ def _files(root: Path, folders: tuple[str, ...], suffixes: tuple[str, ...]) -> l
 
 
 def _sql_file(root: Path, base: Path, name: str, *, read: bool = True) -> SqlFile:
-    path = base / name
+    """Plain string paths on purpose: pathlib costs more than reading a small file."""
+    absolute = os.path.join(base, name)
     text = ""
     if read:
-        with open(path, encoding="utf-8") as handle:
+        with open(absolute, encoding="utf-8") as handle:
             text = handle.read()
-    folders = tuple(name.split(os.sep)[:-1])
-    return SqlFile(path=path, rel=path.relative_to(root).as_posix(), folders=folders, text=text)
+    parts = name.split(os.sep)
+    rel = os.path.relpath(base, root).replace(os.sep, "/")
+    rel = "/".join(parts) if rel == "." else f"{rel}/{'/'.join(parts)}"
+    return SqlFile(absolute=absolute, rel=rel, folders=tuple(parts[:-1]), text=text)
 
 
 def load_files(config: ProjectConfig) -> ProjectFiles:

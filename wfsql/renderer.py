@@ -28,11 +28,17 @@ import yaml
 from wfsql.config import ProjectConfig
 from wfsql.errors import JinjaRenderError, Location, WfsqlError, source_snippet
 
-PLACEHOLDER = re.compile("\ue000(ref|src):([^\ue001]*)\ue001")
+# `schema` placeholders stand for the final schema of a ref()'d model (`this.schema`, `ref('x').schema`):
+# like relation names, a schema is only known once every model's config() has been read.
+PLACEHOLDER = re.compile("\ue000(ref|src|schema):([^\ue001]*)\ue001")
 
 
 def ref_placeholder(name: str) -> str:
     return f"\ue000ref:{name}\ue001"
+
+
+def schema_placeholder(name: str) -> str:
+    return f"\ue000schema:{name}\ue001"
 
 
 def source_placeholder(source_name: str, table_name: str) -> str:
@@ -86,12 +92,18 @@ class RenderResult:
 
 
 class RefRelation:
-    """What `ref()`/`this` returns: prints as a placeholder, with dbt's common attributes."""
+    """What `ref()`/`this` returns: prints as a placeholder, with dbt's common attributes.
 
-    def __init__(self, name: str, placeholder: str) -> None:
+    `schema` is itself a placeholder for refs (dbt projects read `{{ this.schema }}`); `database` is the
+    DuckDB catalog name (the database file's stem), as dbt-duckdb's relations report it.
+    """
+
+    def __init__(self, name: str, placeholder: str, *, schema: str | None = None, database: str | None = None) -> None:
         self.name = name
         self.identifier = name
         self.table = name
+        self.schema = schema
+        self.database = database
         self._placeholder = placeholder
 
     def __str__(self) -> str:
@@ -252,7 +264,7 @@ class Renderer:
                 raise WfsqlError("ref() needs a model name")
             name = args[-1]  # ref('package', 'model') and ref('model') both name the model last
             self._state.refs.append(name)
-            return RefRelation(name, ref_placeholder(name))
+            return self._ref_relation(name)
 
         def source(source_name: str, table_name: str) -> RefRelation:
             self._state.sources.append((source_name, table_name))
@@ -284,7 +296,7 @@ class Renderer:
             return self._state.incremental
 
         def this() -> RefRelation:
-            return RefRelation(self._state.name, ref_placeholder(self._state.name))
+            return self._ref_relation(self._state.name)
 
         def run_query(*_: Any, **__: Any) -> Any:
             raise WfsqlError(
@@ -322,6 +334,11 @@ class Renderer:
             "invocation_id": "",
             "_this": this,
         }
+
+    def _ref_relation(self, name: str) -> RefRelation:
+        database = self.config.database
+        catalog = "memory" if database == ":memory:" else Path(database).stem
+        return RefRelation(name, ref_placeholder(name), schema=schema_placeholder(name), database=catalog)
 
     # ------------------------------------------------------------------------------------ macros
 
@@ -395,7 +412,7 @@ class Renderer:
         self._state = state = _RenderState(name=name, incremental=incremental)
         template = self._template(path, text, kind="node")
         try:
-            sql = template.render(config=_ConfigCall(state), this=RefRelation(name, ref_placeholder(name)))
+            sql = template.render(config=_ConfigCall(state), this=self._ref_relation(name))
         except Exception as exc:
             raise _render_error(exc, path, text, node=node) from None
         return RenderResult(

@@ -53,10 +53,13 @@ class Runner:
             finished += 1
             results.results.append(result)
             self.console.node_result(finished, total, result)
-            failed = result.status in self.blocking_statuses
+            # A node skipped for an upstream failure blocks its own children too, naming the same culprit:
+            # otherwise a grandchild would run (or be reused) on top of a parent that never got built.
+            failed = result.status in self.blocking_statuses or result.unique_id in blocked_by
+            culprit = blocked_by.get(result.unique_id, result.name)
             for child in dag.children(result.unique_id):
                 if failed:
-                    blocked_by.setdefault(child, result.name)
+                    blocked_by.setdefault(child, culprit)
                 pending[child] -= 1
                 if pending[child] == 0:
                     ready.append(child)

@@ -70,6 +70,8 @@ def _atom(context: SelectionContext, text: str) -> set[str]:
         raise SelectionError(f"cannot read selector {text!r}", hint="e.g. +model, model+, 2+model, tag:x, @model")
     body = match.group("body")
     seeds = _match(context, body)
+    if not seeds and body.startswith("state:"):
+        return set()  # nothing changed since the last build: a normal answer, not a typo
     if not seeds:
         names = sorted({n.name for n in context.nodes.values()})
         suggestion = did_you_mean(body, names)

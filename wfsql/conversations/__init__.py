@@ -18,7 +18,12 @@ from wfsql.conversations.formats import FORMAT_NAMES
 from wfsql.conversations.ingest import ingest
 from wfsql.conversations.language import english_score, english_score_sql, is_english, is_english_sql
 from wfsql.conversations.pii import scrub_pii, scrub_pii_sql
-from wfsql.conversations.sample import SampleUnavailableError, sample_conversations, sample_path
+from wfsql.conversations.sample import (
+    SampleUnavailableError,
+    sample_conversations,
+    sample_path,
+    write_sample_jsonl,
+)
 from wfsql.conversations.types import ConversationFormatError, IngestResult, IngestStats
 
 __all__ = [
@@ -44,4 +49,5 @@ __all__ = [
     "scrub_pii",
     "scrub_pii_sql",
     "within_max_chars",
+    "write_sample_jsonl",
 ]

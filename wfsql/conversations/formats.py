@@ -69,6 +69,7 @@ class Normalized:
     roles: list[str]
     contents: list[str]
     n_user_turns: int
+    n_chars: int
     language: str | None
     toxic: bool | None
     redacted: bool | None
@@ -145,6 +146,7 @@ def normalize(record: Any, spec: FormatSpec | None) -> Normalized | Problem:
         roles=roles,
         contents=contents,
         n_user_turns=n_user,
+        n_chars=sum(map(len, contents)),
         language=language,
         toxic=toxic,
         redacted=redacted,

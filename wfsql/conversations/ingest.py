@@ -35,6 +35,8 @@ from wfsql.conversations.types import (
 
 _ID_IN_RAW = re.compile(rb'"(?:id|conversation_id|conversation_hash)"\s*:\s*"([^"\\]{1,256})"')
 _ID_SEARCH_BYTES = 512
+#: Characters of turn text buffered as Python strings before they are moved into an Arrow batch.
+_FLUSH_CHARS = 32_000_000
 
 
 class _Tables:
@@ -46,6 +48,8 @@ class _Tables:
         self.turn_index: list[int] = []
         self.roles: list[str] = []
         self.contents: list[str] = []
+        self.content_chars = 0
+        self.turn_batches: list[pa.RecordBatch] = []
         self.quarantine: dict[str, list[Any]] = {name: [] for name in QUARANTINE_SCHEMA.names}
 
     def add_conversation(self, conversation_id: str, record: RawRecord, item: Normalized) -> None:
@@ -66,6 +70,33 @@ class _Tables:
         self.turn_index.extend(range(n_turns))
         self.roles.extend(item.roles)
         self.contents.extend(item.contents)
+        self.content_chars += item.n_chars
+        if self.content_chars >= _FLUSH_CHARS:
+            self.flush_turns()
+
+    def flush_turns(self) -> None:
+        """Move buffered turns into an Arrow batch, so the Python strings can be freed early.
+
+        Bounds peak memory (Python holds non-ASCII text at up to 4 bytes per character) and keeps each
+        batch far below Arrow's 2 GiB limit for one string array.
+        """
+        if not self.contents:
+            return
+        content = pa.array(self.contents, type=pa.string())
+        self.turn_batches.append(
+            pa.RecordBatch.from_arrays(
+                [
+                    pa.array(self.turn_ids, type=pa.string()),
+                    pa.array(self.turn_index, type=pa.int32()),
+                    pa.array(self.roles, type=pa.string()),
+                    content,
+                    pc.utf8_length(content).cast(pa.int32()),
+                ],
+                schema=TURNS_SCHEMA,
+            )
+        )
+        self.turn_ids, self.turn_index, self.roles, self.contents = [], [], [], []
+        self.content_chars = 0
 
     def add_quarantine(self, record: RawRecord, conversation_id: str | None, problem: Problem) -> None:
         q = self.quarantine
@@ -80,17 +111,8 @@ class _Tables:
 
     def build(self) -> tuple[pa.Table, pa.Table, pa.Table]:
         conversations = pa.Table.from_pydict(self.conv, schema=CONVERSATIONS_SCHEMA)
-        content = pa.array(self.contents, type=pa.string())
-        turns = pa.Table.from_arrays(
-            [
-                pa.array(self.turn_ids, type=pa.string()),
-                pa.array(self.turn_index, type=pa.int32()),
-                pa.array(self.roles, type=pa.string()),
-                content,
-                pc.utf8_length(content).cast(pa.int32()),
-            ],
-            schema=TURNS_SCHEMA,
-        )
+        self.flush_turns()
+        turns = pa.Table.from_batches(self.turn_batches, schema=TURNS_SCHEMA)
         quarantine = pa.Table.from_pydict(self.quarantine, schema=QUARANTINE_SCHEMA)
         return conversations, turns, quarantine
 

@@ -8,10 +8,13 @@ element splitter the ingestion uses, which stops cleanly at the cut.
 from __future__ import annotations
 
 import importlib.util
+import os
 import random
 from importlib import resources
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from wfsql.conversations.jsonseq import skip_ws, split_elements
 
@@ -66,3 +69,10 @@ def sample_conversations(n: int, seed: int = 0) -> list[dict[str, Any]]:
         return complete
     chosen = sorted(random.Random(seed).sample(range(len(complete)), n))
     return [complete[i] for i in chosen]
+
+
+def write_sample_jsonl(path: str | os.PathLike[str], n: int, seed: int = 0) -> int:
+    """Write :func:`sample_conversations` as JSON Lines (one record per line); returns the count."""
+    records = sample_conversations(n, seed)
+    Path(path).write_bytes(b"".join(orjson.dumps(record) + b"\n" for record in records))
+    return len(records)

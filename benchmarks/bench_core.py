@@ -1,0 +1,131 @@
+"""Compile and run speed of the core, measured against a baseline in the same run.
+
+    python benchmarks/bench_core.py [--sizes 100,1000,10000] [--run-size 1000] [--repeat 3]
+
+* compile: `wfsql compile` as a subprocess (Python start-up and imports included), cold (no
+  target/) and warm (unchanged project), on projects from ../shared/bench/gen_project.py.
+* run: `wfsql run --threads 2` on a fresh database vs the floor: raw DuckDB executing the same
+  CREATE VIEW statements in dependency order on one connection, timed in this run.
+Prints a markdown table; the README quotes it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+
+ROOT = Path(__file__).resolve().parent.parent
+GENERATOR = ROOT.parent / "shared" / "bench" / "gen_project.py"
+WORK = ROOT / ".bench"
+WFSQL = [sys.executable, "-m", "wfsql.cli"]
+
+
+def make_project(size: int) -> Path:
+    folder = WORK / f"p{size}"
+    if not (folder / "wfsql_project.yml").exists():
+        shutil.rmtree(folder, ignore_errors=True)
+        subprocess.run([sys.executable, str(GENERATOR), str(folder), str(size), "wfsql"], check=True)
+        (folder / "wfsql_project.yml").write_text("name: synth\nthreads: 2\n")
+    return folder
+
+
+def timed(command: list[str], cwd: Path) -> float:
+    started = time.perf_counter()
+    subprocess.run(command, cwd=cwd, check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - started
+
+
+def compile_times(folder: Path, repeat: int) -> tuple[float, float]:
+    cold, warm = [], []
+    for _ in range(repeat):
+        shutil.rmtree(folder / "target", ignore_errors=True)
+        cold.append(timed([*WFSQL, "compile", "--quiet"], folder))
+        warm.append(timed([*WFSQL, "compile", "--quiet"], folder))
+    return statistics.median(cold), statistics.median(warm)
+
+
+def floor_time(folder: Path) -> float:
+    """Raw DuckDB: the compiled CREATE VIEW statements in dependency order on one connection."""
+    import orjson
+
+    manifest = orjson.loads((folder / "target" / "manifest.json").read_bytes())
+    order = _topological(manifest["parent_map"])
+    statements = [
+        f"create view {manifest['nodes'][uid]['relation_name']} as {manifest['nodes'][uid]['compiled_code']}"
+        for uid in order
+    ]
+    database = folder / "target" / "floor.duckdb"
+    database.unlink(missing_ok=True)
+    started = time.perf_counter()
+    with duckdb.connect(str(database)) as connection:
+        for statement in statements:
+            connection.execute(statement)
+    elapsed = time.perf_counter() - started
+    database.unlink(missing_ok=True)
+    return elapsed
+
+
+def _topological(parents: dict[str, list[str]]) -> list[str]:
+    done: set[str] = set()
+    order: list[str] = []
+    for start in parents:
+        stack = [(start, False)]
+        while stack:
+            node, expanded = stack.pop()
+            if node in done:
+                continue
+            if expanded:
+                done.add(node)
+                order.append(node)
+                continue
+            stack.append((node, True))
+            stack.extend((p, False) for p in parents[node] if p not in done)
+    return order
+
+
+def run_time(folder: Path) -> float:
+    database = folder / "target" / "wfsql.duckdb"
+    database.unlink(missing_ok=True)
+    return timed([*WFSQL, "run", "--threads", "2", "--quiet"], folder)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sizes", default="100,1000,10000")
+    parser.add_argument("--run-size", type=int, default=1000)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    WORK.mkdir(exist_ok=True)
+
+    print("| models | compile cold (s) | compile warm (s) | per model cold (ms) |")
+    print("|---:|---:|---:|---:|")
+    for size in [int(s) for s in args.sizes.split(",")]:
+        folder = make_project(size)
+        cold, warm = compile_times(folder, args.repeat if size <= 1000 else 1)
+        print(f"| {size:,} | {cold:.2f} | {warm:.2f} | {cold / size * 1000:.2f} |")
+
+    folder = make_project(args.run_size)
+    subprocess.run([*WFSQL, "compile", "--quiet"], cwd=folder, check=True)
+    floors, runs, reruns = [], [], []
+    for _ in range(args.repeat):
+        floors.append(floor_time(folder))
+        runs.append(run_time(folder))
+        reruns.append(timed([*WFSQL, "run", "--quiet"], folder))
+    floor, run, rerun = (statistics.median(x) for x in (floors, runs, reruns))
+    print()
+    print(f"| {args.run_size:,} views | seconds | ratio to floor |")
+    print("|---|---:|---:|")
+    print(f"| raw DuckDB, one connection, in order (floor) | {floor:.2f} | 1.00 |")
+    print(f"| `wfsql run --threads 2`, fresh database | {run:.2f} | {run / floor:.2f} |")
+    print(f"| `wfsql run` again, nothing changed (views reused) | {rerun:.2f} | {rerun / floor:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
