@@ -32,7 +32,7 @@ class RunOptions:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _gated_dag(manifest: Manifest, plan: Plan):  # noqa: ANN202
+def _gated_dag(manifest: Manifest, plan: Plan):
     """For `build`: a node also waits for the tests of its parents, unless that test needs the node itself."""
     from wfsql.dag import DAG
 
@@ -206,14 +206,16 @@ class Project:
         runner = Runner(manifest, adapter, self.console, self.config.threads, executor, dag=dag)
         return runner.run(plan, command)
 
-    def _executor(self, manifest: Manifest, adapter: DuckDBAdapter, options: RunOptions, plan: Plan):  # noqa: ANN202
+    def _executor(self, manifest: Manifest, adapter: DuckDBAdapter, options: RunOptions, plan: Plan):
         import duckdb
 
-        from wfsql.materialize import build_model, load_seed
+        from wfsql.materialize import build_model, dry_run_model, load_seed
         from wfsql.runner import model_result
         from wfsql.testing import TestExecutor, TestNode
 
         dbt_types = self.config.flavor == "dbt"
+        uses_llm = any(getattr(manifest.nodes[uid], "llm_functions", ()) for uid in plan.steps)
+        llm = self._llm_runtime(options) if uses_llm else None
         planned_tests = [n for uid in plan.steps if isinstance(n := manifest.nodes[uid], TestNode)]
         tests = TestExecutor(
             adapter,
@@ -245,8 +247,11 @@ class Project:
             try:
                 if isinstance(node, SeedNode):
                     return model_result(node, load_seed(adapter, node, dbt_types=dbt_types), None)
+                if isinstance(node, ModelNode) and options.extra.get("dry_run"):
+                    return model_result(node, dry_run_model(adapter, node, llm), shown)
                 if isinstance(node, ModelNode):
-                    return model_result(node, build_model(adapter, node, full_refresh=options.full_refresh), shown)
+                    outcome = build_model(adapter, node, full_refresh=options.full_refresh, llm=llm)
+                    return model_result(node, outcome, shown)
             except duckdb.Error as exc:
                 first = " ".join(str(exc).strip().splitlines()[:3])
                 raise DatabaseError(
@@ -257,6 +262,15 @@ class Project:
             raise WfsqlError(f"cannot execute {node.resource_type} {node.name}")
 
         return execute
+
+    def _llm_runtime(self, options: RunOptions) -> Any:
+        """One LLM runtime per command (models load on their first call, once)."""
+        from wfsql.llm.runtime import LLMRuntime, LLMSettings
+
+        return LLMRuntime(
+            LLMSettings.parse(self.config.llm), console=self.console,
+            limit=options.extra.get("llm_limit"), dry_run=bool(options.extra.get("dry_run")),
+        )
 
     def show(self, name: str, limit: int = 10) -> tuple[list[str], list[tuple[Any, ...]]]:
         """Rows of a model or seed: from its relation when built, else by running its compiled SQL."""

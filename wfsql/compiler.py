@@ -47,6 +47,7 @@ from wfsql.renderer import PLACEHOLDER, Renderer, RenderResult
 from wfsql.sql_analysis import analyze_sql
 
 EPHEMERAL_PREFIX = "__wfsql_cte__"
+LLM_FUNCTION_NAMES = frozenset({"llm_classify", "llm_extract", "llm_generate", "feedback_signal"})
 _FILE_READERS = {
     ".csv": "read_csv_auto", ".tsv": "read_csv_auto", ".txt": "read_csv_auto",
     ".json": "read_json_auto", ".jsonl": "read_json_auto", ".ndjson": "read_json_auto",
@@ -462,6 +463,14 @@ class _Builder:
 
         for name, pending in models.items():
             self._check_sql(name, pending, models)
+            llm_calls = pending.functions & LLM_FUNCTION_NAMES
+            if llm_calls and isinstance(pending.kind, View | Ephemeral):
+                self.errors.append(CompileError(
+                    f"model {name!r} calls {', '.join(sorted(llm_calls))} but is a {pending.kind.kind}: its LLM "
+                    "answers would be recomputed on every read",
+                    location=Location(pending.file.path),
+                    hint="materialise it as a table or incremental model: {{ config(materialized='table') }}",
+                ))
         for pending in models.values():
             pending.compiled_sql = self._with_ephemerals(pending.linked_sql, pending, models)
             if pending.linked_incremental_sql is not None:
@@ -506,6 +515,7 @@ class _Builder:
                 )
                 return
             pending.tables_read.update(analysis.tables)
+            pending.functions.update(analysis.functions)
 
     def _with_ephemerals(self, sql: str, pending: _Pending, models: dict[str, _Pending]) -> str:
         chain = _ephemeral_chain(pending, models)
@@ -602,6 +612,7 @@ class _Builder:
                 columns=_columns(pending.props, self.files.doc_blocks),
                 pre_hooks=tuple(config.get("pre_hook", [])),
                 post_hooks=tuple(config.get("post_hook", [])),
+                llm_functions=tuple(sorted(pending.functions & LLM_FUNCTION_NAMES)),
             )
         return nodes
 
@@ -626,6 +637,7 @@ class _Pending:
     compiled_sql: str = ""
     compiled_incremental_sql: str | None = None
     tables_read: set[tuple[str, str]] = field(default_factory=set)
+    functions: set[str] = field(default_factory=set)
 
 
 def _uid(name: str, models: dict[str, _Pending], seeds: dict[str, SeedNode], project: str) -> str:
@@ -673,7 +685,8 @@ def _index_properties(
             errors.append(
                 CompileError(
                     f"{kind} {name!r} has properties in two places: {first.doc.path.name}:"
-                    f"{first.doc.line_of(first.key_path)} and {entry.doc.path.name}:{entry.doc.line_of(entry.key_path)}",
+                    f"{first.doc.line_of(first.key_path)} and "
+                    f"{entry.doc.path.name}:{entry.doc.line_of(entry.key_path)}",
                     location=entry.location,
                     hint="keep one entry per name",
                 )
@@ -738,7 +751,9 @@ def _ephemeral_chain(pending: _Pending, models: dict[str, _Pending]) -> list[str
     return chain
 
 
-_LEADING = re.compile(r"^(\s*(?:--[^\n]*\n|/\*.*?\*/)\s*)*", re.DOTALL)
+# Whitespace and comments before the first keyword, in any mix: a `{{ config(...) }}` line renders to a bare
+# newline, and the WITH after it must still be found (else the ephemerals get a second WITH in front of it).
+_LEADING = re.compile(r"(?:\s+|--[^\n]*(?:\n|$)|/\*.*?\*/)*", re.DOTALL)
 _WITH = re.compile(r"with(\s+recursive)?\s", re.IGNORECASE)
 
 

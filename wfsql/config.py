@@ -189,10 +189,7 @@ def load_project(
     root = Path(project_dir).resolve()
     path = find_project_file(root)
     doc = load_yaml(path)
-    if path.name == PROJECT_FILE:
-        config = _native(root, doc, target)
-    else:
-        config = _dbt(root, doc, target)
+    config = _native(root, doc, target) if path.name == PROJECT_FILE else _dbt(root, doc, target)
     merged_vars = {**config.vars, **(cli_vars or {})}
     overrides: dict[str, Any] = {"vars": merged_vars}
     if threads is not None:

@@ -65,7 +65,8 @@ class Console:
             self.rich.print(line)
             sample = result.adapter_response.get("sample_rows")
             if sample:
-                table = Table(title="failing rows (sample)", title_justify="left", show_edge=False)
+                # min_width: a one-column sample must not wrap its title into a tall, narrow stack
+                table = Table(title="failing rows (sample)", title_justify="left", show_edge=False, min_width=24)
                 for column in result.adapter_response.get("sample_columns", []):
                     table.add_column(str(column))
                 for row in sample:
@@ -83,7 +84,9 @@ class Console:
             )
             for result in results.results:
                 if result.failed:
-                    self.rich.print(f"[red]{escape(result.name)}[/red]: {escape(result.message)}")
+                    # test messages already start with the test's name; don't print it twice
+                    message = result.message.removeprefix(f"{result.name}: ")
+                    self.rich.print(f"[red]{escape(result.name)}[/red]: {escape(message)}")
 
     def table(self, columns: Sequence[str], rows: Sequence[Sequence[Any]], title: str | None = None) -> None:
         table = Table(title=title, show_lines=False)

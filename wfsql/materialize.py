@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
+from typing import Any
 
 import duckdb
 
@@ -27,20 +28,58 @@ class BuildOutcome:
     rows_affected: int | None = None
 
 
-def build_model(adapter: DuckDBAdapter, node: ModelNode, *, full_refresh: bool = False) -> BuildOutcome:
+def build_model(
+    adapter: DuckDBAdapter, node: ModelNode, *, full_refresh: bool = False, llm: Any = None
+) -> BuildOutcome:
+    """Build one model; `llm` (an LLMRuntime) answers its LLM calls first, as set operations."""
     match node.kind:
         case View():
             return _replace(adapter, node, "view", node.compiled_sql)
         case Table():
-            return _replace(adapter, node, "table", node.compiled_sql)
+            note = _prepare_llm(adapter, node, node.compiled_sql, llm)
+            return _with_note(_replace(adapter, node, "table", node.compiled_sql), note)
         case Incremental() as kind:
             existing = adapter.existing(node.relation)
             if existing is None or existing.type != "table" or full_refresh or node.config.get("full_refresh"):
+                note = _prepare_llm(adapter, node, node.compiled_sql, llm)
                 outcome = _replace(adapter, node, "table", node.compiled_sql)
-                return BuildOutcome("created incremental " + outcome.message.split(" ", 1)[1], outcome.rows_affected)
-            return _incremental(adapter, node, kind)
+                message = "created incremental " + outcome.message.split(" ", 1)[1]
+                return _with_note(BuildOutcome(message, outcome.rows_affected), note)
+            note = _prepare_llm(adapter, node, node.incremental_sql or node.compiled_sql, llm)
+            return _with_note(_incremental(adapter, node, kind), note)
         case Ephemeral():
             return BuildOutcome("ephemeral (inlined where referenced)")
+
+
+def dry_run_model(adapter: DuckDBAdapter, node: ModelNode, llm: Any) -> BuildOutcome:
+    """What a build would cost in LLM calls, without writing anything (its inputs must already exist)."""
+    if not node.llm_functions or llm is None:
+        return BuildOutcome(f"dry run: {node.name} not built (no LLM calls)")
+    existing = adapter.existing(node.relation)
+    sql = node.incremental_sql if existing is not None and node.incremental_sql else node.compiled_sql
+    from wfsql.llm.runtime import ModelCalls
+
+    calls = ModelCalls(llm, adapter, node.name, node.config.get("llm") or {}, node.llm_functions)
+    stats = calls.prepare(sql)
+    return BuildOutcome(
+        f"dry run: {node.name} needs {stats.calls} LLM call(s) (~{stats.prompt_tokens:,} prompt tokens), "
+        f"{stats.cache_hits} already cached"
+    )
+
+
+def _prepare_llm(adapter: DuckDBAdapter, node: ModelNode, sql: str, llm: Any) -> str | None:
+    if not node.llm_functions:
+        return None
+    if llm is None:
+        raise DatabaseError(f"model {node.name} calls LLM functions but no LLM runtime is configured")
+    from wfsql.llm.runtime import ModelCalls
+
+    calls = ModelCalls(llm, adapter, node.name, node.config.get("llm") or {}, node.llm_functions)
+    return calls.prepare(sql).describe()
+
+
+def _with_note(outcome: BuildOutcome, note: str | None) -> BuildOutcome:
+    return outcome if note is None else BuildOutcome(f"{outcome.message} ({note})", outcome.rows_affected)
 
 
 def _replace(adapter: DuckDBAdapter, node: ModelNode | SeedNode, relation_type: str, sql: str) -> BuildOutcome:

@@ -103,6 +103,7 @@ class ModelNode(Node):
     columns: tuple[ColumnSpec, ...] = ()
     pre_hooks: tuple[str, ...] = ()
     post_hooks: tuple[str, ...] = ()
+    llm_functions: tuple[str, ...] = ()  # LLM functions its SQL calls: built in collect/resolve passes
 
     @property
     def resource_type(self) -> Literal["model"]:

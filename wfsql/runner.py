@@ -72,7 +72,7 @@ class Runner:
                     step = plan.steps[uid]
                     node = self.manifest.nodes[uid]
                     if uid in blocked_by:
-                        complete(_skipped(node, f"skipped: upstream {blocked_by[uid]} failed"))
+                        complete(_skipped(node, f"{node.name} skipped: upstream {blocked_by[uid]} failed"))
                     elif step.action in ("reuse", "inline"):
                         complete(_instant(node, step))
                     else:

@@ -10,6 +10,7 @@ class SqlAnalysis:
     """Tables a statement reads as (schema, name) — lower-cased — or the first syntax problem."""
 
     tables: tuple[tuple[str, str], ...] = ()
+    functions: tuple[str, ...] = ()  # names of functions sqlglot does not know (UDFs, macros), lower-cased
     error: str | None = None
     line: int | None = None
     column: int | None = None
@@ -47,4 +48,5 @@ def analyze_sql(sql: str) -> SqlAnalysis:
         if not schema and name in ctes:
             continue
         tables[(schema, name)] = None
-    return SqlAnalysis(tables=tuple(tables))
+    functions = tuple(sorted({f.name.lower() for f in statement.find_all(exp.Anonymous)}))
+    return SqlAnalysis(tables=tuple(tables), functions=functions)

@@ -1,0 +1,49 @@
+"""The LLM functions SQL sees, with their DuckDB signatures and the role that serves each by default.
+
+SQL never knows which backend runs a call: a function names a *role* (classifier, generator, ...),
+the project maps roles to named models (`llm:` in the project file, or `config(llm={...})` on one
+model), and a call site may pass `model := 'name'` to pick one explicitly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+RUBRIC_SAT = (
+    "gratitude", "learning", "compliance", "praise", "personal_details", "humor", "acknowledgment",
+    "positive_closure", "getting_there",
+)
+RUBRIC_DSAT = (
+    "negative_feedback", "revision", "factual_error", "unrealistic_expectation", "no_engagement", "ignored",
+    "lower_quality", "insufficient_detail", "style",
+)
+
+
+@dataclass(frozen=True)
+class LLMFunction:
+    name: str
+    arguments: tuple[tuple[str, str], ...]  # (name, DuckDB type) of the required arguments
+    options: tuple[str, ...]  # optional named arguments (`name := value`), all VARCHAR
+    return_type: str
+    role: str
+
+    @property
+    def udf_name(self) -> str:
+        return f"__wfsql_{self.name}"
+
+
+FUNCTIONS: dict[str, LLMFunction] = {
+    f.name: f
+    for f in (
+        LLMFunction("llm_classify", (("text", "VARCHAR"), ("labels", "VARCHAR[]")), ("instruction", "model"),
+                    "STRUCT(label VARCHAR, probability DOUBLE)", "classifier"),
+        LLMFunction("llm_extract", (("text", "VARCHAR"), ("json_schema", "VARCHAR")), ("instruction", "model"),
+                    "JSON", "extractor"),
+        LLMFunction("llm_generate", (("prompt", "VARCHAR"),), ("options", "model"), "VARCHAR", "generator"),
+        LLMFunction("feedback_signal", (("history", "VARCHAR"), ("assistant_reply", "VARCHAR"),
+                                        ("user_turn", "VARCHAR")), ("model",),
+                    "STRUCT(sat BOOLEAN, dsat BOOLEAN, sat_categories VARCHAR[], dsat_categories VARCHAR[])",
+                    "classifier"),
+    )
+}
+ROLE_FALLBACK = {"extractor": "generator", "judge": "generator", "policy": "generator"}

@@ -1,0 +1,372 @@
+"""LLM calls inside SQL, run as set operations.
+
+DuckDB calls a Python UDF chunk by chunk under the GIL, and a UDF must not query its own connection,
+so a model whose SQL calls LLM functions is built in passes:
+
+1. *collect*: the model's query runs with the functions recording their distinct argument tuples
+   (and returning NULL);
+2. the tuples are anti-joined with the persistent cache, and only the missing ones go to the backend,
+   grouped by model and parameters, length-sorted, in batches that each commit to the cache;
+3. repeat while a pass finds new tuples (one LLM call's result can feed another's input);
+4. *resolve*: the real build runs with the functions reading answers from memory.
+
+The SQL runs a few times; the model runs once per distinct input, ever.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from wfsql.adapter import DuckDBAdapter
+from wfsql.errors import WfsqlError, did_you_mean
+from wfsql.llm.cache import CacheRow, append, cache_key, ensure_cache_table, lookup
+from wfsql.llm.functions import FUNCTIONS, ROLE_FALLBACK, LLMFunction
+
+MAX_PASSES = 8
+DEFAULT_MODEL = "default"
+
+
+@dataclass(frozen=True)
+class LLMSettings:
+    """The project's `llm:` block: named models, which model serves each role, batching, errors."""
+
+    models: dict[str, dict[str, Any]] = field(default_factory=dict)
+    roles: dict[str, str] = field(default_factory=dict)
+    batch_size: int = 16
+    on_error: str = "null"
+
+    @classmethod
+    def parse(cls, raw: dict[str, Any]) -> LLMSettings:
+        known = {"models", "roles", "batch_size", "on_error"}
+        for key in raw:
+            if key not in known:
+                suggestion = did_you_mean(str(key), known)
+                raise WfsqlError(f"llm.{key}: unknown key" + (f"; {suggestion}" if suggestion else ""),
+                                 hint="the llm block takes models, roles, batch_size, on_error")
+        on_error = str(raw.get("on_error", "null"))
+        if on_error not in ("null", "fail"):
+            raise WfsqlError(f"llm.on_error must be 'null' or 'fail', not {on_error!r}")
+        models = dict(raw.get("models") or {})
+        roles = {str(k): str(v) for k, v in (raw.get("roles") or {}).items()}
+        for role, model in roles.items():
+            if model != DEFAULT_MODEL and model not in models:
+                raise WfsqlError(f"llm.roles.{role}: no model named {model!r} under llm.models",
+                                 hint=f"declare it, e.g. llm: {{models: {{{model}: {{source: ...}}}}}}")
+        return cls(models=models, roles=roles, batch_size=int(raw.get("batch_size", 16)), on_error=on_error)
+
+
+@dataclass
+class CallStats:
+    calls: int = 0
+    cache_hits: int = 0
+    failures: int = 0
+    skipped_by_limit: int = 0
+    seconds: float = 0.0
+    prompt_tokens: int = 0
+
+    def describe(self) -> str:
+        rate = f", {self.calls / self.seconds:.1f} calls/s" if self.calls and self.seconds else ""
+        parts = [f"LLM: {self.calls} call(s){rate}", f"{self.cache_hits} cache hit(s)", f"{self.failures} failed"]
+        if self.skipped_by_limit:
+            parts.append(f"{self.skipped_by_limit} over --llm-limit")
+        return ", ".join(parts)
+
+
+@dataclass(frozen=True)
+class _Call:
+    key: str
+    function: str
+    model: str
+    arguments: tuple[Any, ...]
+    options: tuple[Any, ...]
+
+
+class LLMRuntime:
+    """One per command: turns model names into backends (loaded once, on first real call)."""
+
+    def __init__(self, settings: LLMSettings, *, console: Any = None, limit: int | None = None,
+                 dry_run: bool = False) -> None:
+        self.settings = settings
+        self.console = console
+        self.limit = limit
+        self.dry_run = dry_run
+        self._backends: dict[str, Any] = {}
+        self._specs: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------------------- models
+
+    def model_for(self, function: LLMFunction, requested: str | None, node_roles: dict[str, str]) -> str:
+        """A call's model name: explicit `model :=` (a role or a model name), else the function's role."""
+        name = requested or function.role
+        for _ in range(3):
+            if name == DEFAULT_MODEL or name in self.settings.models:
+                return name
+            mapped = node_roles.get(name) or self.settings.roles.get(name) or ROLE_FALLBACK.get(name)
+            if mapped is None:
+                if requested:
+                    known = [*self.settings.models, *self.settings.roles]
+                    suggestion = did_you_mean(requested, known)
+                    raise WfsqlError(f"{function.name}(model := {requested!r}): no such model or role"
+                                     + (f"; {suggestion}" if suggestion else ""))
+                return DEFAULT_MODEL
+            name = mapped
+        return name
+
+    def spec(self, name: str) -> Any:
+        with self._lock:
+            if name not in self._specs:
+                from wfsql.llm.models import default_model_spec, parse_model_config
+
+                raw = self.settings.models.get(name)
+                if raw is None or raw.get("source") in (None, "default"):
+                    base = default_model_spec()
+                    self._specs[name] = base if raw is None else parse_model_config(
+                        name, {**{k: v for k, v in raw.items() if k != "source"}, "source": base.source,
+                               "gguf_file": base.gguf_file}
+                    )
+                else:
+                    self._specs[name] = parse_model_config(name, raw)
+            return self._specs[name]
+
+    def model_id(self, name: str) -> str:
+        return str(self.spec(name).model_id)
+
+    def backend(self, name: str) -> Any:
+        spec = self.spec(name)
+        with self._lock:
+            if name not in self._backends:
+                from wfsql.llm.transformers_backend import TransformersBackend
+
+                self._backends[name] = TransformersBackend(spec)
+            return self._backends[name]
+
+    def template_version(self, function: str) -> str:
+        from wfsql.llm import backend as backend_module
+
+        versions = getattr(backend_module, "TEMPLATE_VERSIONS", {})
+        return str(versions.get(function, "v1"))
+
+
+class ModelCalls:
+    """The LLM calls of one model build: UDFs on one cursor, switched from collect to resolve."""
+
+    def __init__(self, runtime: LLMRuntime, adapter: DuckDBAdapter, node_name: str, node_llm: dict[str, Any],
+                 functions: Sequence[str]) -> None:
+        self.runtime = runtime
+        self.adapter = adapter
+        self.node_name = node_name
+        self.node_roles = {str(k): str(v) for k, v in (node_llm or {}).items() if k not in ("on_error",)}
+        self.on_error = str((node_llm or {}).get("on_error", runtime.settings.on_error))
+        self.functions = [FUNCTIONS[name] for name in functions]
+        self.mode = "collect"
+        self.pending: dict[str, _Call] = {}
+        self.values: dict[str, Any] = {}
+        self.stats = CallStats()
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------------- registration
+
+    def register(self) -> None:
+        cursor = self.adapter.cursor()
+        import duckdb
+
+        for function in self.functions:
+            with contextlib.suppress(duckdb.Error):
+                cursor.remove_function(function.udf_name)
+            argument_types = [t for _, t in function.arguments] + ["VARCHAR"] * len(function.options)
+            # Arrow UDFs cannot return DuckDB's JSON type directly: return text, cast in the macro.
+            is_json = function.return_type == "JSON"
+            cursor.create_function(
+                function.udf_name, self._udf(function), [duckdb.sqltype(t) for t in argument_types],
+                duckdb.sqltype("VARCHAR" if is_json else function.return_type), type="arrow",
+                null_handling="special", side_effects=True,
+            )
+            parameters = [name for name, _ in function.arguments] + [f"{o} := NULL" for o in function.options]
+            names = [name for name, _ in function.arguments] + list(function.options)
+            call = f"{function.udf_name}({', '.join(names)})"
+            body = f"cast({call} as JSON)" if is_json else call
+            cursor.execute(f"create or replace temp macro {function.name}({', '.join(parameters)}) as {body}")
+
+    def _udf(self, function: LLMFunction) -> Callable[..., Any]:
+        import pyarrow as pa
+
+        arrow_type = _arrow_type(function.return_type)
+        n_args = len(function.arguments)
+
+        def udf(*columns: Any) -> Any:
+            rows = [column.to_pylist() for column in columns]
+            out: list[Any] = []
+            for index in range(len(rows[0]) if rows else 0):
+                arguments = tuple(rows[a][index] for a in range(n_args))
+                options = tuple(rows[a][index] for a in range(n_args, len(rows)))
+                if any(value is None for value in arguments):
+                    out.append(None)
+                    continue
+                call = self._call(function, arguments, options)
+                if self.mode == "collect":
+                    with self._lock:
+                        self.pending.setdefault(call.key, call)
+                    out.append(None)
+                else:
+                    out.append(_to_sql_value(function, self.values.get(call.key)))
+            return pa.array(out, type=arrow_type)
+
+        return udf
+
+    def _call(self, function: LLMFunction, arguments: tuple[Any, ...], options: tuple[Any, ...]) -> _Call:
+        option_map = dict(zip(function.options, options, strict=True))
+        model = self.runtime.model_for(function, option_map.pop("model", None), self.node_roles)
+        normalised = tuple(tuple(a) if isinstance(a, list) else a for a in arguments)
+        option_values = tuple(option_map.get(o) for o in function.options if o != "model")
+        key = cache_key(function.name, self.runtime.model_id(model), self.runtime.template_version(function.name),
+                        normalised, option_values)
+        return _Call(key, function.name, model, normalised, option_values)
+
+    # ---------------------------------------------------------------------------- execution
+
+    def prepare(self, sql: str) -> CallStats:
+        """Collect and compute every missing answer, then switch to resolve mode."""
+        ensure_cache_table(self.adapter)
+        self.register()
+        cursor = self.adapter.cursor()
+        seen: set[str] = set()
+        for _ in range(MAX_PASSES):
+            self.mode = "collect"
+            self.pending.clear()
+            cursor.execute(f"create or replace temp table __wfsql_collect as select * from ({sql}) as q")
+            cursor.execute("drop table __wfsql_collect")
+            new_keys = [k for k in self.pending if k not in seen]
+            if not new_keys:
+                break
+            seen.update(new_keys)
+            cached = lookup(self.adapter, new_keys)
+            missing = [self.pending[k] for k in new_keys if k not in cached or cached[k].status != "ok"]
+            self.stats.cache_hits += len(new_keys) - len(missing)
+            for key in new_keys:
+                if key in cached and cached[key].status == "ok":
+                    self.values[key] = cached[key].value
+            if self.runtime.limit is not None:
+                allowed = max(0, self.runtime.limit - self.stats.calls)
+                self.stats.skipped_by_limit += max(0, len(missing) - allowed)
+                missing = missing[:allowed]
+            if self.runtime.dry_run:
+                self.stats.calls += len(missing)
+                self.stats.prompt_tokens += sum(_rough_tokens(c.arguments) for c in missing)
+                break
+            self._infer(missing)
+        self.mode = "resolve"
+        if self.on_error == "fail" and self.stats.failures:
+            raise WfsqlError(
+                f"{self.stats.failures} LLM call(s) failed in model {self.node_name} and on_error is 'fail'",
+                hint="see the status and error columns of _wfsql.llm_cache, or set on_error: null",
+            )
+        return self.stats
+
+    def _infer(self, calls: list[_Call]) -> None:
+        groups: dict[tuple[Any, ...], list[_Call]] = {}
+        for call in calls:
+            groups.setdefault((call.function, call.model, call.options, _group_extra(call)), []).append(call)
+        total = len(calls)
+        console = self.runtime.console
+        progress = console.progress(f"{self.node_name}: LLM", total) if console and total else None
+        advance = progress.__enter__() if progress else (lambda n=1: None)
+        try:
+            for (function, model, options, _), members in groups.items():
+                members.sort(key=lambda c: sum(len(str(a)) for a in c.arguments))
+                backend = self.runtime.backend(model)
+                model_id = self.runtime.model_id(model)
+                batch = max(1, self.runtime.settings.batch_size)
+                for start in range(0, len(members), batch):
+                    chunk = members[start : start + batch]
+                    started = time.perf_counter()
+                    results = _dispatch(backend, function, chunk, options)
+                    self.stats.seconds += time.perf_counter() - started
+                    rows = []
+                    for call, result in zip(chunk, results, strict=True):
+                        ok = result.status == "ok"
+                        value = _cache_value(function, result) if ok else None
+                        if ok:
+                            self.values[call.key] = value
+                        else:
+                            self.stats.failures += 1
+                        self.stats.calls += 1
+                        self.stats.prompt_tokens += int(result.prompt_tokens or 0)
+                        rows.append(CacheRow(
+                            call.key, function, model_id, self.runtime.template_version(function),
+                            list(call.arguments), list(call.options), value, result.status, result.error,
+                            float(result.latency_ms or 0.0), int(result.prompt_tokens or 0),
+                            int(result.completion_tokens or 0), result.probability, self.node_name,
+                        ))
+                    append(self.adapter, rows)
+                    advance(len(chunk))
+        finally:
+            if progress:
+                progress.__exit__(None, None, None)
+
+
+def _group_extra(call: _Call) -> Any:
+    """Calls batch together only when they share the non-text arguments (labels, schema)."""
+    if call.function in ("llm_classify", "llm_extract"):
+        return call.arguments[1:]
+    return ()
+
+
+def _dispatch(backend: Any, function: str, calls: list[_Call], options: tuple[Any, ...]) -> list[Any]:
+    if function == "llm_classify":
+        labels = list(calls[0].arguments[1])
+        return backend.classify([c.arguments[0] for c in calls], labels, instruction=options[0])
+    if function == "llm_extract":
+        schema = orjson.loads(calls[0].arguments[1])
+        return backend.extract([c.arguments[0] for c in calls], schema, instruction=options[0])
+    if function == "llm_generate":
+        settings = orjson.loads(options[0]) if options and options[0] else {}
+        return backend.generate(
+            [c.arguments[0] for c in calls],
+            system=settings.get("system"),
+            max_new_tokens=int(settings.get("max_tokens", settings.get("max_new_tokens", 256))),
+            temperature=float(settings.get("temperature", 0.0)),
+            seed=settings.get("seed"),
+            stop=settings.get("stop"),
+        )
+    from wfsql.llm.backend import FeedbackInput
+
+    return backend.feedback([FeedbackInput(*c.arguments) for c in calls])
+
+
+def _cache_value(function: str, result: Any) -> Any:
+    if function == "llm_classify":
+        return {"label": result.value, "probability": result.probability}
+    return result.value
+
+
+def _to_sql_value(function: LLMFunction, value: Any) -> Any:
+    if value is None:
+        return None
+    if function.return_type == "JSON":
+        return orjson.dumps(value).decode()
+    return value
+
+
+def _arrow_type(duckdb_type: str) -> Any:
+    import pyarrow as pa
+
+    if duckdb_type in ("VARCHAR", "JSON"):
+        return pa.string()
+    if duckdb_type.startswith("STRUCT(label"):
+        return pa.struct([("label", pa.string()), ("probability", pa.float64())])
+    return pa.struct([
+        ("sat", pa.bool_()), ("dsat", pa.bool_()),
+        ("sat_categories", pa.list_(pa.string())), ("dsat_categories", pa.list_(pa.string())),
+    ])
+
+
+def _rough_tokens(arguments: tuple[Any, ...]) -> int:
+    return sum(len(str(a)) for a in arguments) // 4
