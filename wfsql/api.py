@@ -14,7 +14,7 @@ from wfsql.compiler import Manifest, compile_project
 from wfsql.config import ProjectConfig, load_project
 from wfsql.console import Console
 from wfsql.errors import DatabaseError, WfsqlError
-from wfsql.nodes import Ephemeral, ModelNode, Node, SeedNode
+from wfsql.nodes import Ephemeral, ModelNode, Node, SeedNode, SourceNode
 from wfsql.results import NodeResult, RunResults
 from wfsql.selection import SelectionContext, select_nodes
 
@@ -30,6 +30,10 @@ class RunOptions:
     full_refresh: bool = False
     fail_fast: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _is_loader(node: Node) -> bool:
+    return isinstance(node, SourceNode) and bool(node.external_path) and bool(node.format)
 
 
 def _gated_dag(manifest: Manifest, plan: Plan):
@@ -155,12 +159,22 @@ class Project:
     def _selected_for(self, options: RunOptions, resource_types: Sequence[str], built: dict[str, str]) -> set[str]:
         manifest = self.compile()
         chosen = self.select(options.select, options.exclude, state=built)
+        if "model" in resource_types:  # conversation logs a selected model reads are loaded first
+            for uid in list(chosen):
+                for ancestor in manifest.dag.ancestors(uid):
+                    node = manifest.nodes[ancestor]
+                    if isinstance(node, SourceNode) and node.external_path and node.format:
+                        chosen.add(ancestor)
         if "test" in resource_types and options.select:
             excluded = self.select(options.exclude, (), state=built) if options.exclude else set()
             for uid, node in manifest.nodes.items():
                 if node.resource_type == "test" and set(node.depends_on) & chosen and uid not in excluded:
                     chosen.add(uid)
-        return {uid for uid in chosen if manifest.nodes[uid].resource_type in resource_types}
+        return {
+            uid for uid in chosen
+            if manifest.nodes[uid].resource_type in resource_types
+            or ("model" in resource_types and _is_loader(manifest.nodes[uid]))
+        }
 
     def _execute(self, command: str, options: RunOptions, resource_types: Sequence[str]) -> RunResults:
         from wfsql.plan import make_plan
@@ -194,7 +208,8 @@ class Project:
         if not plan.steps:
             self.console.info("Nothing selected.")
             return RunResults(command=command)
-        counts = ", ".join(f"{plan.count(a)} to {a}" for a in ("build", "reuse", "seed", "test") if plan.count(a))
+        actions = ("ingest", "build", "reuse", "seed", "test")
+        counts = ", ".join(f"{plan.count(a)} to {a}" for a in actions if plan.count(a))
         self.console.info(
             f"Running {len(plan.steps)} node(s) on {self.config.database_label} "
             f"with {self.config.threads} thread(s): {counts or 'nothing to execute'}"
@@ -209,7 +224,7 @@ class Project:
     def _executor(self, manifest: Manifest, adapter: DuckDBAdapter, options: RunOptions, plan: Plan):
         import duckdb
 
-        from wfsql.materialize import build_model, dry_run_model, load_seed
+        from wfsql.materialize import BuildOutcome, build_model, dry_run_model, load_seed
         from wfsql.runner import model_result
         from wfsql.testing import TestExecutor, TestNode
 
@@ -235,6 +250,14 @@ class Project:
         def execute(node: Node, step: Step) -> NodeResult:
             path = compiled_path(manifest, node)
             shown = str(path.relative_to(self.config.root)) if isinstance(node, ModelNode | TestNode) else None
+            if _is_loader(node):
+                from wfsql.conversation_sources import load_conversation_source
+
+                loaded = load_conversation_source(
+                    adapter, node, schema=str(node.config.get("schema", node.source_name)),  # type: ignore[attr-defined]
+                    strict=bool(options.extra.get("strict")),
+                )
+                return model_result(node, BuildOutcome(loaded.message, loaded.rows_affected), None)
             if isinstance(node, TestNode):
                 try:
                     return tests.run(node)

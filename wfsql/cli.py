@@ -27,6 +27,7 @@ Exclude = Annotated[list[str] | None, typer.Option("--exclude", help="Nodes to l
 FullRefresh = Annotated[bool, typer.Option("--full-refresh", help="Rebuild incremental models and views.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings, errors and the summary.")]
 LlmLimit = Annotated[int | None, typer.Option("--llm-limit", min=0, help="Cap LLM calls per model (trial runs).")]
+Strict = Annotated[bool, typer.Option("--strict", help="Fail on any record a conversation source quarantines.")]
 DryRun = Annotated[bool, typer.Option("--dry-run", help="Count the LLM calls a selection needs; build nothing.")]
 
 
@@ -95,11 +96,11 @@ def compile(
 def run(
     project_dir: ProjectDir = Path("."), target: Target = None, vars: Vars = None, threads: Threads = None,
     select: Select = None, exclude: Exclude = None, full_refresh: FullRefresh = False, quiet: Quiet = False,
-    llm_limit: LlmLimit = None, dry_run: DryRun = False,
+    llm_limit: LlmLimit = None, dry_run: DryRun = False, strict: Strict = False,
 ) -> None:
     """Build the selected models in DuckDB."""
     project = _project(project_dir, target, vars, threads, quiet)
-    _finish(project.run(_options(select, exclude, full_refresh, llm_limit=llm_limit, dry_run=dry_run)))
+    _finish(project.run(_options(select, exclude, full_refresh, llm_limit=llm_limit, dry_run=dry_run, strict=strict)))
 
 
 @app.command()
@@ -126,11 +127,11 @@ def test(
 def build(
     project_dir: ProjectDir = Path("."), target: Target = None, vars: Vars = None, threads: Threads = None,
     select: Select = None, exclude: Exclude = None, full_refresh: FullRefresh = False, quiet: Quiet = False,
-    llm_limit: LlmLimit = None,
+    llm_limit: LlmLimit = None, strict: Strict = False,
 ) -> None:
     """Seeds, models and tests in DAG order; a failed test stops what depends on its model."""
     project = _project(project_dir, target, vars, threads, quiet)
-    _finish(project.build(_options(select, exclude, full_refresh, llm_limit=llm_limit)))
+    _finish(project.build(_options(select, exclude, full_refresh, llm_limit=llm_limit, strict=strict)))
 
 
 @app.command("ls")

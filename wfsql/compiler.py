@@ -10,13 +10,14 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from wfsql.compile_cache import CompileCache
 from wfsql.config import MATERIALIZATIONS, ProjectConfig, folder_config, merge_configs
 from wfsql.dag import DAG, CycleError
+from wfsql.conversation_sources import DERIVED, files_fingerprint, is_conversation_format, resolve_pattern
 from wfsql.errors import (
     CompileError,
     CompileErrors,
@@ -322,6 +323,9 @@ class _Builder:
                 except CompileError as exc:
                     self.errors.append(exc)
                     continue
+                if is_conversation_format(node.format):
+                    self._conversation_tables(entry, table, node, sources)
+                    continue
                 if (source_name, table["name"]) in sources:
                     self.errors.append(
                         CompileError(f"source {source_name}.{table['name']} is declared twice",
@@ -383,6 +387,42 @@ class _Builder:
             format=fmt,
             columns=_columns_from(table.get("columns"), self.files.doc_blocks),
         )
+
+    def _conversation_tables(
+        self, entry: PropertyEntry, table: dict[str, Any], node: SourceNode, sources: dict[tuple[str, str], SourceNode]
+    ) -> None:
+        """A conversation log source: one loader node plus its turn and quarantine tables."""
+        location = table.get("path") or table.get("external_location")
+        if not location:
+            self.errors.append(CompileError(
+                f"source {node.source_name}.{node.name} has format {node.format!r} but no `path:`",
+                location=entry.location, hint="point `path:` at the log files (a file, folder or glob)",
+            ))
+            return
+        pattern = resolve_pattern(self.config.root, str(location))
+        schema = str(table.get("schema") or entry.data.get("schema") or node.source_name)
+        loader = replace(
+            node,
+            relation_sql=str(Relation(schema, node.name)),
+            external_path=pattern,
+            fingerprint=fingerprint("conversations", node.format, pattern, files_fingerprint(pattern)),
+            config={**node.config, "schema": schema},
+        )
+        sources[(node.source_name, node.name)] = loader
+        for suffix in DERIVED:
+            name = f"{node.name}_{suffix}"
+            sources[(node.source_name, name)] = replace(
+                node,
+                unique_id=f"source.{self.config.name}.{node.source_name}.{name}",
+                name=name,
+                relation_sql=str(Relation(schema, name)),
+                external_path=None,
+                format=None,
+                depends_on=(loader.unique_id,),
+                fingerprint=fingerprint("derived", loader.fingerprint, suffix),
+                loaded_by=loader.unique_id,
+                columns=(),
+            )
 
     def _external_reader(self, location: str, fmt: str | None) -> tuple[str, str | None]:
         """(FROM-able SQL, file read) for a source's path / external_location, as dbt-duckdb reads it.
@@ -547,7 +587,7 @@ class _Builder:
         for seed in seeds.values():
             parents[seed.unique_id] = []
         for source in sources.values():
-            parents[source.unique_id] = []
+            parents[source.unique_id] = list(source.depends_on)
         for name, pending in models.items():
             deps: list[str] = []
             for ref in pending.render.refs:

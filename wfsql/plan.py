@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 from wfsql.compiler import Manifest
-from wfsql.nodes import Ephemeral, Incremental, ModelNode, SeedNode, View
+from wfsql.nodes import Ephemeral, Incremental, ModelNode, SeedNode, SourceNode, View
 
-Action = Literal["build", "reuse", "inline", "seed", "test"]
+Action = Literal["build", "reuse", "inline", "seed", "test", "ingest"]
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,8 @@ def make_plan(
             steps[uid] = _model_step(node, built, existing, full_refresh)
         elif node.resource_type == "test":
             steps[uid] = Step(uid, "test", "tests run on every invocation")
+        elif isinstance(node, SourceNode) and node.external_path and node.format:
+            steps[uid] = _ingest_step(node, built, existing, full_refresh)
     return Plan(steps)
 
 
@@ -69,3 +71,15 @@ def _model_step(
             return Step(uid, "build", "--full-refresh: rebuild from scratch")
         return Step(uid, "build", f"incremental ({node.kind.strategy}): add new rows")
     return Step(uid, "build", "tables rebuild on every run (their inputs may have changed)")
+
+
+def _ingest_step(
+    node: SourceNode, built: Mapping[str, str], existing: Mapping[tuple[str, str], str], full_refresh: bool
+) -> Step:
+    schema = str(node.config.get("schema", node.source_name)).lower()
+    present = (schema, node.name.lower()) in existing
+    if present and not full_refresh and built.get(node.unique_id) == node.fingerprint:
+        return Step(node.unique_id, "reuse", "log files and declaration unchanged since the last load")
+    reason = "--full-refresh" if full_refresh and present else (
+        "files or declaration changed" if present else "not loaded yet")
+    return Step(node.unique_id, "ingest", reason)

@@ -307,6 +307,18 @@ class Renderer:
         def macro_return(value: Any) -> None:
             raise MacroReturn(value)
 
+        def scrub_pii(column: str) -> str:
+            """SQL that replaces e-mails, phone numbers, keys and tokens in `column` by placeholders."""
+            from wfsql.conversations.pii import scrub_pii_sql
+
+            return scrub_pii_sql(column)
+
+        def is_english(column: str, threshold: float | None = None) -> str:
+            """SQL predicate: is the text in `column` English (a script and stop-word heuristic, no model)."""
+            from wfsql.conversations.language import is_english_sql
+
+            return is_english_sql(column) if threshold is None else is_english_sql(column, threshold)
+
         return {
             "ref": ref,
             "source": source,
@@ -316,6 +328,8 @@ class Renderer:
             "target": self.target,
             "run_query": run_query,
             "return": macro_return,
+            "scrub_pii": scrub_pii,
+            "is_english": is_english,
             "log": lambda *a, **k: "",
             "print": lambda *a, **k: "",
             "tojson": lambda value, **k: json.dumps(value, default=str, **k),

@@ -112,7 +112,8 @@ def model_result(node: Node, outcome: BuildOutcome, compiled_path: str | None) -
 def _instant(node: Node, step: Step) -> NodeResult:
     status = "reused" if step.action == "reuse" else "success"
     label = getattr(getattr(node, "relation", None), "label", node.name)
-    message = f"reused view {label} ({step.reason})" if step.action == "reuse" else f"{node.name}: {step.reason}"
+    noun = getattr(node, "materialized", None) or node.resource_type
+    message = f"reused {noun} {label} ({step.reason})" if step.action == "reuse" else f"{node.name}: {step.reason}"
     return NodeResult(node.unique_id, node.name, node.resource_type, status, message)
 
 

@@ -1,19 +1,10 @@
--- One row per turn, in the canonical shape: conversation_id, turn_index (0-based), role, content.
-with raw as (
-    select id as conversation_id, conversations
-    from {{ source('logs', 'conversations') }}
-),
-turns as (
-    select
-        conversation_id,
-        generate_subscripts(conversations, 1) - 1 as turn_index,
-        unnest(conversations) as turn
-    from raw
-)
+-- One row per turn in the canonical shape (conversation_id, turn_index, role, content, char_length),
+-- from the conversation source wfsql ingested; records it could not read are in
+-- source('logs', 'conversations_quarantine').
 select
     conversation_id,
-    cast(turn_index as integer) as turn_index,
-    {{ canonical_role('turn."from"') }} as role,
-    turn.value as content,
-    length(turn.value) as char_length
-from turns
+    turn_index,
+    role,
+    {% if var('scrub_pii', true) %}{{ scrub_pii('content') }}{% else %}content{% endif %} as content,
+    char_length
+from {{ source('logs', 'conversations_turns') }}
