@@ -320,6 +320,28 @@ class Project:
             except duckdb.Error as exc:
                 raise DatabaseError(str(exc).splitlines()[0], node=name, hint="build it first with `wfsql run`") from None
 
+    def export(self, name: str, fmt: str, output: Path | None = None) -> tuple[Path, int]:
+        """Write a built pairs model as TRL JSONL, wildfeedback.json or Parquet."""
+        from wfsql.export import export_rows
+
+        manifest = self.compile()
+        node = manifest.by_name(name, ("model",))
+        if node is None:
+            from wfsql.errors import did_you_mean
+
+            suggestion = did_you_mean(name, [n.name for n in manifest.models()])
+            raise WfsqlError(f"no model named {name!r}" + (f"; {suggestion}" if suggestion else ""))
+        suffix = {"trl": "jsonl", "wildfeedback": "json", "parquet": "parquet"}.get(fmt, fmt)
+        output = output or self.config.target_dir / "exports" / f"{name}.{fmt}.{suffix}"
+        with self.database(read_only=True) as adapter:
+            if adapter.existing(node.relation) is None:  # type: ignore[attr-defined]
+                raise WfsqlError(f"model {name} is not built yet", hint=f"run `wfsql build --select +{name}` first")
+            relation = adapter.cursor().sql(f"select * from {node.relation}")  # type: ignore[attr-defined]
+            columns = list(relation.columns)
+            rows = [dict(zip(columns, row, strict=True)) for row in relation.fetchall()]
+        count = export_rows(rows, columns, fmt, output)  # type: ignore[arg-type]
+        return output, count
+
     def clean(self, *, include_database: bool = False) -> list[Path]:
         """Delete target/ artifacts. The database (which holds the LLM cache) stays unless asked."""
         target = self.config.target_dir

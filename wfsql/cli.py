@@ -160,6 +160,19 @@ def show(
 
 
 @app.command()
+def export(
+    model: Annotated[str, typer.Argument(help="A pairs model: prompt (messages), chosen, rejected.")],
+    format: Annotated[str, typer.Option("--format", "-f", help="trl | wildfeedback | parquet")] = "trl",
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="File to write.")] = None,
+    project_dir: ProjectDir = Path("."), target: Target = None,
+) -> None:
+    """Export preference pairs for training (TRL DPO, the released wildfeedback.json shape, Parquet)."""
+    project = _project(project_dir, target, None, None)
+    path, count = project.export(model, format, output)
+    project.console.info(f"Wrote {count} pair(s) to {path}")
+
+
+@app.command()
 def clean(
     project_dir: ProjectDir = Path("."), target: Target = None,
     database: Annotated[bool, typer.Option("--database", help="Also delete the DuckDB file (and its LLM cache).")] = False,
