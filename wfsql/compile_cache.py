@@ -22,6 +22,18 @@ from wfsql.renderer import MacroFile, RenderResult
 from wfsql.sql_analysis import SqlAnalysis
 
 CACHE_FILE = "compile_cache.pickle"
+_PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def _code_stamp() -> list[tuple[str, int, int]]:
+    """Sizes and mtimes of wfsql's own modules: a changed wfsql invalidates what the old code compiled."""
+    stamp = []
+    for directory, _, names in os.walk(_PACKAGE_DIR):
+        for name in names:
+            if name.endswith(".py"):
+                stat = os.stat(os.path.join(directory, name))
+                stamp.append((name, stat.st_size, stat.st_mtime_ns))
+    return sorted(stamp)
 
 
 @dataclass
@@ -40,7 +52,7 @@ class CompileCache:
     @classmethod
     def open(cls, config: ProjectConfig, macros: Iterable[MacroFile]) -> CompileCache:
         environment = fingerprint(
-            __version__, config.flavor, config.name, config.target_name, config.schema, config.database,
+            __version__, _code_stamp(), config.flavor, config.name, config.target_name, config.schema, config.database,
             config.threads, config.vars, [(str(m.path), m.text) for m in macros],
         )
         path = config.target_dir / CACHE_FILE

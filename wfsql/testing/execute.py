@@ -1,8 +1,12 @@
 """Run tests: batchable column tests of one relation share a single scan.
 
-`not_null`, `accepted_values`, `expression_is_true`, `row_count` and `unique` reduce to aggregates,
+`not_null`, `accepted_values`, `expression_is_true` and `row_count` reduce to cheap aggregates,
 so every such test on a relation (with the same `where`) is answered by one `SELECT agg1, agg2, ...`.
-Only a test that fails runs its own query, to count exactly and to show or store its failing rows.
+A failing test then runs one more query only to show (or store) a sample of its failing rows.
+
+`unique` is deliberately not batched: its cost is a hash of every value, not the scan, and DuckDB
+evaluates the `count(distinct ...)` aggregates of one query one after another, while separate
+`group by` queries run side by side on the worker threads (see benchmarks/bench_tests.py).
 """
 
 from __future__ import annotations
@@ -24,13 +28,17 @@ _IDENTIFIER = re.compile(r'^(?:\w+|"[^"]+")$')
 
 
 def batch_expression(test: TestNode) -> str | None:
-    """An aggregate whose value is the test's failure count (for `unique`: > 0 iff it fails)."""
+    """An aggregate whose value is the test's exact failure count, or None when the test runs alone.
+
+    `count_if(cond)` rather than `count(*) filter (where cond)`: same count (null counts as false), but
+    DuckDB evaluates a hundred `count_if`s in one pass ~20x faster than a hundred FILTER clauses.
+    """
     column = test.column_name
     kwargs = test.kwargs
+    if any(isinstance(v, str) and ("{{" in v or "{%" in v) for v in kwargs.values()):
+        return None  # kwargs are the YAML's text; Jinja in them is only rendered in the test's own SQL
     if test.test_name == "not_null" and column:
-        return f"count(*) filter (where {column} is null)"
-    if test.test_name == "unique" and column:
-        return f"count({column}) - count(distinct {column})"
+        return f"count_if({column} is null)"
     if test.test_name == "accepted_values" and column and isinstance(kwargs.get("values"), list):
         quote = kwargs.get("quote", True)
         values = ", ".join(
@@ -39,7 +47,7 @@ def batch_expression(test: TestNode) -> str | None:
         return f"count(distinct {column}) filter (where {column} not in ({values}))"
     if test.test_name == "expression_is_true" and "expression" in kwargs:
         expression = (f"{column} " if column else "") + str(kwargs["expression"])
-        return f"count(*) filter (where not ({expression}))"
+        return f"count_if(not ({expression}))"
     if test.test_name == "row_count":
         low, high = kwargs.get("min"), kwargs.get("max")
         checks = [f"count(*) < {int(low)}" if low is not None else None,
@@ -110,7 +118,7 @@ class TestExecutor:
         failures: int | None = None
         if test.model_sql in self._batches and test.batchable:
             failures = self._batched_count(test)
-        if failures is None or (failures > 0 and test.test_name == "unique"):
+        if failures is None:
             failures = self._exact_count(test)
         if test.limit is not None:
             failures = min(failures, test.limit)
