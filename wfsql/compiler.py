@@ -16,8 +16,8 @@ from typing import Any
 
 from wfsql.compile_cache import CompileCache
 from wfsql.config import MATERIALIZATIONS, ProjectConfig, folder_config, merge_configs
-from wfsql.dag import DAG, CycleError
 from wfsql.conversation_sources import DERIVED, files_fingerprint, is_conversation_format, resolve_pattern
+from wfsql.dag import DAG, CycleError
 from wfsql.errors import (
     CompileError,
     CompileErrors,
@@ -458,6 +458,23 @@ class _Builder:
                     hint="ref() names must be unique across models and seeds; rename one of them",
                 )
             )
+        # Two nodes building one relation (same alias, or names differing only in case, which DuckDB folds)
+        # would overwrite each other in whichever order the threads ran them.
+        owners: dict[tuple[str, str], str] = {}
+        built = [(p.relation, p.file.rel) for p in models.values() if not isinstance(p.kind, Ephemeral)]
+        built += [(s.relation, s.path) for name, s in seeds.items() if name not in models]
+        for relation, rel_path in built:
+            key = (relation.schema.lower(), relation.identifier.lower())
+            if key in owners:
+                self.errors.append(
+                    CompileError(
+                        f"{owners[key]} and {rel_path} both build the relation {relation.label}",
+                        location=Location(self.config.root / rel_path),
+                        hint="give one of them another alias or schema, or rename its file",
+                    )
+                )
+            else:
+                owners[key] = rel_path
 
     # -------------------------------------------------------------------------------- linking
 

@@ -145,5 +145,6 @@ class SourceNode(Node):
 
 def fingerprint(*parts: Any) -> str:
     """A content hash of JSON-able parts; the same inputs always give the same 16-byte hex digest."""
-    payload = orjson.dumps(parts, option=orjson.OPT_SORT_KEYS, default=str)
+    # YAML gives non-string keys too (`1: x` in vars, `2024:` as a folder): hash them rather than crash.
+    payload = orjson.dumps(parts, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS, default=str)
     return hashlib.blake2b(payload, digest_size=16).hexdigest()
