@@ -95,7 +95,13 @@ def write_artifacts_if_changed(manifest: Manifest) -> bool:
     every node's fingerprint is kept beside them.
     """
     target = manifest.config.target_dir
-    digest = fingerprint(sorted((uid, node.fingerprint) for uid, node in manifest.nodes.items()), manifest.warnings)
+    # Fingerprints cover what runs, not what manifest.json also shows (descriptions, columns, the raw text
+    # with its Jinja comments, the target), so those go into the digest too, or the file would go stale.
+    shown = sorted(
+        (uid, node.fingerprint, node.description, getattr(node, "raw_sql", ""), getattr(node, "columns", ()))
+        for uid, node in manifest.nodes.items()
+    )
+    digest = fingerprint(shown, manifest.warnings, manifest.config.target_name)
     marker = target / ".artifacts_digest"
     try:
         if marker.read_text() == digest and (target / "manifest.json").exists():

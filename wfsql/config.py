@@ -225,7 +225,7 @@ def _native(root: Path, doc: YamlDocument, target: str | None) -> ProjectConfig:
     targets: dict[str, dict[str, Any]] = spec["targets"]
     target_name = target or spec["default_target"] or ("dev" if "dev" in targets else "default")
     chosen: dict[str, Any] = {}
-    if targets or target:
+    if targets or target or spec["default_target"]:  # a default_target naming nothing is a typo, not a no-op
         if target_name not in targets:
             if target or spec["default_target"]:
                 suggestion = did_you_mean(target_name, targets)
@@ -297,6 +297,13 @@ def validate_config_tree(
                     hint=f"use one of {', '.join(MATERIALIZATIONS)}",
                 )
         else:
+            if not isinstance(key, str):  # YAML reads 2024, on/off, yes/no as numbers and booleans
+                raise ProjectConfigError(
+                    f"{'.'.join(map(str, key_path))}: a folder name must be text, but YAML read it as "
+                    f"{type(key).__name__} {key!r}, which matches no folder",
+                    location=doc.location(key_path),
+                    hint="quote the folder name, e.g. '2024': or 'off':",
+                )
             validate_config_tree(doc, key_path, value or {}, project_name, strict=strict)
 
 

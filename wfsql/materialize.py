@@ -8,6 +8,7 @@ and nothing half-written is ever visible to readers.
 from __future__ import annotations
 
 import itertools
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -101,9 +102,13 @@ def _replace(adapter: DuckDBAdapter, node: ModelNode | SeedNode, relation_type: 
     return BuildOutcome(f"created {noun} {relation.label}", rows)
 
 
+# Hooks are not rendered by Jinja here; `{{ this }}` is the one variable they take, spelled with any spacing.
+_THIS = re.compile(r"\{\{-?\s*this\s*-?\}\}")
+
+
 def _hooks(cursor: duckdb.DuckDBPyConnection, node: ModelNode | SeedNode, which: str) -> None:
     for hook in getattr(node, which, ()):
-        cursor.execute(hook.replace("{{ this }}", str(node.relation)))
+        cursor.execute(_THIS.sub(lambda _: str(node.relation), hook))
 
 
 def _incremental(adapter: DuckDBAdapter, node: ModelNode, kind: Incremental) -> BuildOutcome:

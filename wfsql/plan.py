@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from wfsql.compiler import Manifest
+from wfsql.conversation_sources import is_conversation_format
 from wfsql.nodes import Ephemeral, Incremental, ModelNode, SeedNode, SourceNode, View
 
 Action = Literal["build", "reuse", "inline", "seed", "test", "ingest"]
@@ -45,7 +46,8 @@ def make_plan(
             steps[uid] = _model_step(node, built, existing, full_refresh)
         elif node.resource_type == "test":
             steps[uid] = Step(uid, "test", "tests run on every invocation")
-        elif isinstance(node, SourceNode) and node.external_path and node.format:
+        # Only conversation logs are loaded; a file source with a reader format (csv, parquet...) is read in place.
+        elif isinstance(node, SourceNode) and node.external_path and is_conversation_format(node.format):
             steps[uid] = _ingest_step(node, built, existing, full_refresh)
     return Plan(steps)
 

@@ -36,11 +36,24 @@ class YamlDocument:
         return Location(self.path, self.line_of(key_path))
 
 
+_KEY_CONSTRUCTOR = yaml.constructor.SafeConstructor()
+
+
+def _key(node: yaml.Node) -> Any:
+    """A mapping key as the loaded data has it: `2024:` is the int 2024 and `off:` False, not their text."""
+    if isinstance(node, yaml.ScalarNode) and node.tag != "tag:yaml.org,2002:str":
+        try:
+            return _KEY_CONSTRUCTOR.construct_object(node)
+        except (yaml.YAMLError, ValueError, TypeError):
+            return node.value
+    return node.value
+
+
 def _index_lines(node: yaml.Node, path: tuple[Any, ...], out: dict[tuple[Any, ...], int]) -> None:
     out.setdefault(path, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
         for key_node, value_node in node.value:
-            key = key_node.value
+            key = _key(key_node)
             out[(*path, key)] = key_node.start_mark.line + 1
             _index_lines(value_node, (*path, key), out)
     elif isinstance(node, yaml.SequenceNode):
