@@ -6,7 +6,7 @@ import os
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -67,7 +67,7 @@ class RunLock:
 class DuckDBAdapter:
     """Owns the DuckDB connection; hands each worker thread its own cursor."""
 
-    def __init__(self, database: str, *, read_only: bool = False) -> None:
+    def __init__(self, database: str, *, read_only: bool = False, search_path: Path | None = None) -> None:
         self.database = database
         if database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
@@ -80,6 +80,10 @@ class DuckDBAdapter:
                     hint="close the other program (a notebook, a DuckDB shell, another wfsql) and retry",
                 ) from None
             raise DatabaseError(str(exc), hint=f"check that {database} is a DuckDB file you can write") from None
+        if search_path is not None:
+            # Relative file paths in SQL (read_csv('data/x.csv')) resolve against the project, not the cwd.
+            literal = str(search_path).replace("'", "''")
+            self.connection.execute(f"set global file_search_path = '{literal}'")
         self._local = threading.local()
         self._catalog: dict[tuple[str, str], ExistingRelation] | None = None
         self._catalog_lock = threading.Lock()
@@ -155,10 +159,8 @@ class DuckDBAdapter:
         try:
             yield cursor
         except BaseException:
-            try:
+            with suppress(duckdb.Error):
                 cursor.execute("rollback")
-            except duckdb.Error:
-                pass
             raise
         cursor.execute("commit")
 

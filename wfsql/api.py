@@ -33,7 +33,10 @@ class RunOptions:
 
 
 def _is_loader(node: Node) -> bool:
-    return isinstance(node, SourceNode) and bool(node.external_path) and bool(node.format)
+    """A conversation source: files wfsql ingests into tables before the models that read them."""
+    from wfsql.conversation_sources import is_conversation_format
+
+    return isinstance(node, SourceNode) and bool(node.external_path) and is_conversation_format(node.format)
 
 
 def _gated_dag(manifest: Manifest, plan: Plan):
@@ -113,7 +116,9 @@ class Project:
         with self.database(read_only=True) as adapter:
             return read_state(adapter)
 
-    def ls(self, select: Sequence[str] = (), exclude: Sequence[str] = (), resource_type: str | None = None) -> list[Node]:
+    def ls(
+        self, select: Sequence[str] = (), exclude: Sequence[str] = (), resource_type: str | None = None
+    ) -> list[Node]:
         manifest = self.compile()
         chosen = self.select(select, exclude, resource_types=[resource_type] if resource_type else None)
         return [manifest.nodes[uid] for uid in manifest.ordered(chosen)]
@@ -126,14 +131,14 @@ class Project:
         from wfsql.adapter import DuckDBAdapter, RunLock
 
         if read_only:
-            adapter = DuckDBAdapter(self.config.database, read_only=True)
+            adapter = DuckDBAdapter(self.config.database, read_only=True, search_path=self.config.root)
             try:
                 yield adapter
             finally:
                 adapter.close()
             return
         with RunLock(self.config.database):
-            adapter = DuckDBAdapter(self.config.database)
+            adapter = DuckDBAdapter(self.config.database, search_path=self.config.root)
             try:
                 yield adapter
             finally:
@@ -162,8 +167,7 @@ class Project:
         if "model" in resource_types:  # conversation logs a selected model reads are loaded first
             for uid in list(chosen):
                 for ancestor in manifest.dag.ancestors(uid):
-                    node = manifest.nodes[ancestor]
-                    if isinstance(node, SourceNode) and node.external_path and node.format:
+                    if _is_loader(manifest.nodes[ancestor]):
                         chosen.add(ancestor)
         if "test" in resource_types and options.select:
             excluded = self.select(options.exclude, (), state=built) if options.exclude else set()
@@ -218,7 +222,8 @@ class Project:
 
         executor = self._executor(manifest, adapter, options, plan)
         dag = _gated_dag(manifest, plan) if command == "build" else None
-        runner = Runner(manifest, adapter, self.console, self.config.threads, executor, dag=dag)
+        runner = Runner(manifest, adapter, self.console, self.config.threads, executor, dag=dag,
+                        fail_fast=options.fail_fast)
         return runner.run(plan, command)
 
     def _executor(self, manifest: Manifest, adapter: DuckDBAdapter, options: RunOptions, plan: Plan):
@@ -307,9 +312,12 @@ class Project:
             raise WfsqlError(f"no model or seed named {name!r}" + (f"; {suggestion}" if suggestion else ""))
         database_exists = self.config.database == ":memory:" or Path(self.config.database).exists()
         if not database_exists:
-            raise WfsqlError(f"the database {self.config.database_label} does not exist yet", hint="run `wfsql run` first")
+            raise WfsqlError(
+                f"the database {self.config.database_label} does not exist yet", hint="run `wfsql run` first"
+            )
         with self.database(read_only=True) as adapter:
-            if isinstance(node, ModelNode) and (isinstance(node.kind, Ephemeral) or adapter.existing(node.relation) is None):
+            unbuilt = isinstance(node, ModelNode) and adapter.existing(node.relation) is None
+            if isinstance(node, ModelNode) and (isinstance(node.kind, Ephemeral) or unbuilt):
                 sql = node.compiled_sql
             else:
                 sql = f"select * from {node.relation}"  # type: ignore[attr-defined]
@@ -318,7 +326,9 @@ class Project:
             try:
                 return adapter.query(sql, limit=limit)
             except duckdb.Error as exc:
-                raise DatabaseError(str(exc).splitlines()[0], node=name, hint="build it first with `wfsql run`") from None
+                raise DatabaseError(
+                    str(exc).splitlines()[0], node=name, hint="build it first with `wfsql run`"
+                ) from None
 
     def export(self, name: str, fmt: str, output: Path | None = None) -> tuple[Path, int]:
         """Write a built pairs model as TRL JSONL, wildfeedback.json or Parquet."""

@@ -18,7 +18,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-ProjectDir = Annotated[Path, typer.Option("--project-dir", help="Folder with wfsql_project.yml or dbt_project.yml.")]
+ProjectDir = Annotated[Path | None, typer.Option("--project-dir", help="Folder with wfsql_project.yml or dbt_project.yml.")]
 Target = Annotated[str | None, typer.Option("--target", "-t", help="Named target (database) from the project file.")]
 Vars = Annotated[str | None, typer.Option("--vars", help="YAML/JSON mapping overriding project vars.")]
 Threads = Annotated[int | None, typer.Option("--threads", min=1, help="Nodes to run in parallel.")]
@@ -27,8 +27,21 @@ Exclude = Annotated[list[str] | None, typer.Option("--exclude", help="Nodes to l
 FullRefresh = Annotated[bool, typer.Option("--full-refresh", help="Rebuild incremental models and views.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings, errors and the summary.")]
 LlmLimit = Annotated[int | None, typer.Option("--llm-limit", min=0, help="Cap LLM calls per model (trial runs).")]
+FailFast = Annotated[bool, typer.Option("--fail-fast", "-x", help="Stop starting nodes after the first failure.")]
 Strict = Annotated[bool, typer.Option("--strict", help="Fail on any record a conversation source quarantines.")]
 DryRun = Annotated[bool, typer.Option("--dry-run", help="Count the LLM calls a selection needs; build nothing.")]
+
+
+# Options given before the command (`wfsql --threads 2 run`) apply to it unless it repeats them.
+_GLOBAL: dict[str, Any] = {}
+
+
+@app.callback()
+def _global_options(
+    project_dir: ProjectDir = None, target: Target = None, vars: Vars = None, threads: Threads = None
+) -> None:
+    """WildFeedback as SQL: conversation logs in, preference data out, on DuckDB."""
+    _GLOBAL.update(project_dir=project_dir, target=target, vars=vars, threads=threads)
 
 
 def _parse_vars(text: str | None) -> dict[str, Any] | None:
@@ -45,12 +58,20 @@ def _parse_vars(text: str | None) -> dict[str, Any] | None:
     return value
 
 
-def _project(project_dir: Path, target: str | None, vars: str | None, threads: int | None, quiet: bool = False):
+def _project(  # noqa: ANN202
+    project_dir: Path | None, target: str | None, vars: str | None, threads: int | None, quiet: bool = False
+):
     from wfsql.api import Project
     from wfsql.console import Console
 
-    return Project.load(project_dir, target=target, vars=_parse_vars(vars), threads=threads,
-                        console=Console(quiet=quiet))
+    global_vars = _parse_vars(_GLOBAL.get("vars")) or {}
+    return Project.load(
+        project_dir or _GLOBAL.get("project_dir") or Path("."),
+        target=target or _GLOBAL.get("target"),
+        vars={**global_vars, **(_parse_vars(vars) or {})} or None,
+        threads=threads or _GLOBAL.get("threads"),
+        console=Console(quiet=quiet),
+    )
 
 
 def _options(select: list[str] | None, exclude: list[str] | None, full_refresh: bool = False, **extra: Any):
@@ -79,7 +100,7 @@ def init(
 
 @app.command()
 def compile(
-    project_dir: ProjectDir = Path("."), target: Target = None, vars: Vars = None, threads: Threads = None,
+    project_dir: ProjectDir = None, target: Target = None, vars: Vars = None, threads: Threads = None,
     select: Select = None, exclude: Exclude = None, quiet: Quiet = False,
 ) -> None:
     """Render and check every model; write target/manifest.json and target/compiled/. No database."""
@@ -88,24 +109,25 @@ def compile(
     counts: dict[str, int] = {}
     for node in manifest.nodes.values():
         counts[node.resource_type] = counts.get(node.resource_type, 0) + 1
-    summary = ", ".join(f"{n} {kind}{'s' if n != 1 else ''}" for kind, n in sorted(counts.items()))
+    summary = ", ".join(f"{n} {kind}{'s' if n != 1 else ''}" for kind, n in sorted(counts.items())) or "no nodes"
     project.console.info(f"Compiled {summary} into {manifest.config.target_dir}")
 
 
 @app.command()
 def run(
-    project_dir: ProjectDir = Path("."), target: Target = None, vars: Vars = None, threads: Threads = None,
+    project_dir: ProjectDir = None, target: Target = None, vars: Vars = None, threads: Threads = None,
     select: Select = None, exclude: Exclude = None, full_refresh: FullRefresh = False, quiet: Quiet = False,
-    llm_limit: LlmLimit = None, dry_run: DryRun = False, strict: Strict = False,
+    llm_limit: LlmLimit = None, dry_run: DryRun = False, strict: Strict = False, fail_fast: FailFast = False,
 ) -> None:
     """Build the selected models in DuckDB."""
     project = _project(project_dir, target, vars, threads, quiet)
-    _finish(project.run(_options(select, exclude, full_refresh, llm_limit=llm_limit, dry_run=dry_run, strict=strict)))
+    options = _options(select, exclude, full_refresh, fail_fast, llm_limit=llm_limit, dry_run=dry_run, strict=strict)
+    _finish(project.run(options))
 
 
 @app.command()
 def seed(
-    project_dir: ProjectDir = Path("."), target: Target = None, vars: Vars = None, threads: Threads = None,
+    project_dir: ProjectDir = None, target: Target = None, vars: Vars = None, threads: Threads = None,
     select: Select = None, exclude: Exclude = None, quiet: Quiet = False,
 ) -> None:
     """Load seeds/*.csv into tables."""
@@ -115,7 +137,7 @@ def seed(
 
 @app.command()
 def test(
-    project_dir: ProjectDir = Path("."), target: Target = None, vars: Vars = None, threads: Threads = None,
+    project_dir: ProjectDir = None, target: Target = None, vars: Vars = None, threads: Threads = None,
     select: Select = None, exclude: Exclude = None, quiet: Quiet = False,
 ) -> None:
     """Run data-quality tests of the selected nodes."""
@@ -125,18 +147,18 @@ def test(
 
 @app.command()
 def build(
-    project_dir: ProjectDir = Path("."), target: Target = None, vars: Vars = None, threads: Threads = None,
+    project_dir: ProjectDir = None, target: Target = None, vars: Vars = None, threads: Threads = None,
     select: Select = None, exclude: Exclude = None, full_refresh: FullRefresh = False, quiet: Quiet = False,
-    llm_limit: LlmLimit = None, strict: Strict = False,
+    llm_limit: LlmLimit = None, strict: Strict = False, fail_fast: FailFast = False,
 ) -> None:
     """Seeds, models and tests in DAG order; a failed test stops what depends on its model."""
     project = _project(project_dir, target, vars, threads, quiet)
-    _finish(project.build(_options(select, exclude, full_refresh, llm_limit=llm_limit, strict=strict)))
+    _finish(project.build(_options(select, exclude, full_refresh, fail_fast, llm_limit=llm_limit, strict=strict)))
 
 
 @app.command("ls")
 def list_nodes(
-    project_dir: ProjectDir = Path("."), target: Target = None, vars: Vars = None,
+    project_dir: ProjectDir = None, target: Target = None, vars: Vars = None,
     select: Select = None, exclude: Exclude = None,
     resource_type: Annotated[str | None, typer.Option("--resource-type")] = None,
 ) -> None:
@@ -151,7 +173,7 @@ def list_nodes(
 def show(
     model: Annotated[str, typer.Argument(help="Model or seed name.")],
     limit: Annotated[int, typer.Option("--limit", "-n", min=1)] = 10,
-    project_dir: ProjectDir = Path("."), target: Target = None, vars: Vars = None,
+    project_dir: ProjectDir = None, target: Target = None, vars: Vars = None,
 ) -> None:
     """Print the first rows of a model as a table."""
     project = _project(project_dir, target, vars, None, True)
@@ -164,7 +186,7 @@ def export(
     model: Annotated[str, typer.Argument(help="A pairs model: prompt (messages), chosen, rejected.")],
     format: Annotated[str, typer.Option("--format", "-f", help="trl | wildfeedback | parquet")] = "trl",
     output: Annotated[Path | None, typer.Option("--output", "-o", help="File to write.")] = None,
-    project_dir: ProjectDir = Path("."), target: Target = None,
+    project_dir: ProjectDir = None, target: Target = None,
 ) -> None:
     """Export preference pairs for training (TRL DPO, the released wildfeedback.json shape, Parquet)."""
     project = _project(project_dir, target, None, None)
@@ -174,8 +196,10 @@ def export(
 
 @app.command()
 def clean(
-    project_dir: ProjectDir = Path("."), target: Target = None,
-    database: Annotated[bool, typer.Option("--database", help="Also delete the DuckDB file (and its LLM cache).")] = False,
+    project_dir: ProjectDir = None, target: Target = None,
+    database: Annotated[
+        bool, typer.Option("--database", help="Also delete the DuckDB file (and its LLM cache).")
+    ] = False,
 ) -> None:
     """Delete target/ artifacts (the database is kept unless --database)."""
     project = _project(project_dir, target, None, None)
@@ -184,13 +208,13 @@ def clean(
 
 
 @app.command()
-def debug(project_dir: ProjectDir = Path("."), target: Target = None) -> None:
+def debug(project_dir: ProjectDir = None, target: Target = None) -> None:
     """Versions, the project and database, the torch device and the default model."""
     from wfsql.console import Console
     from wfsql.diagnostics import diagnose
 
     console = Console()
-    rows = diagnose(project_dir, target)
+    rows = diagnose(project_dir or _GLOBAL.get("project_dir") or Path("."), target or _GLOBAL.get("target"))
     console.table(["check", "value"], rows, title="wfsql debug")
 
 

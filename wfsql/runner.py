@@ -10,7 +10,7 @@ import datetime
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import duckdb
 
@@ -37,6 +37,8 @@ class Runner:
     # A node whose result is one of these makes its descendants skip (tests with severity error fail).
     blocking_statuses: tuple[str, ...] = ("error", "fail")
     dag: DAG | None = None  # defaults to the manifest's DAG restricted to the plan
+    fail_fast: bool = False  # stop starting nodes after the first failure
+    _first_failure: list[str] = field(default_factory=list)
 
     def run(self, plan: Plan, command: str) -> RunResults:
         started = time.perf_counter()
@@ -47,6 +49,7 @@ class Runner:
         ready = [uid for uid in dag.topological_order() if pending[uid] == 0]
         blocked_by: dict[str, str] = {}
         finished = 0
+        first_failure = self._first_failure = []
 
         def complete(result: NodeResult) -> None:
             nonlocal finished
@@ -57,6 +60,8 @@ class Runner:
             # otherwise a grandchild would run (or be reused) on top of a parent that never got built.
             failed = result.status in self.blocking_statuses or result.unique_id in blocked_by
             culprit = blocked_by.get(result.unique_id, result.name)
+            if result.status in self.blocking_statuses and not first_failure:
+                first_failure.append(result.name)
             for child in dag.children(result.unique_id):
                 if failed:
                     blocked_by.setdefault(child, culprit)
@@ -73,6 +78,8 @@ class Runner:
                     node = self.manifest.nodes[uid]
                     if uid in blocked_by:
                         complete(_skipped(node, f"{node.name} skipped: upstream {blocked_by[uid]} failed"))
+                    elif self.fail_fast and first_failure:
+                        complete(_skipped(node, f"{node.name} skipped: --fail-fast after {first_failure[0]} failed"))
                     elif step.action in ("reuse", "inline"):
                         complete(_instant(node, step))
                     else:
@@ -87,6 +94,8 @@ class Runner:
 
     def _guarded(self, node: Node, step: Step) -> NodeResult:
         """Run one node; any failure becomes an error result, never an exception in the pool."""
+        if self.fail_fast and self._first_failure:  # queued before the failure, started after it
+            return _skipped(node, f"{node.name} skipped: --fail-fast after {self._first_failure[0]} failed")
         started_at = _now()
         started = time.perf_counter()
         try:
@@ -97,6 +106,8 @@ class Runner:
             result = _error(node, _database_message(node, exc))
         except Exception as exc:
             result = _error(node, f"{type(exc).__name__}: {exc}")
+        if result.status in self.blocking_statuses and not self._first_failure:
+            self._first_failure.append(node.name)  # set in the worker, before the next queued node starts
         result.execution_time = time.perf_counter() - started
         result.started_at, result.completed_at = started_at, _now()
         return result

@@ -101,7 +101,7 @@ class _Tables:
     def add_quarantine(self, record: RawRecord, conversation_id: str | None, problem: Problem) -> None:
         q = self.quarantine
         q["source_file"].append(record.source_file)
-        q["line"].append(record.line)
+        q["line"].append(record.resolved_line())
         q["byte_offset"].append(record.byte_offset)
         q["record_index"].append(record.record_index)
         q["conversation_id"].append(conversation_id)
@@ -163,7 +163,7 @@ def ingest(
                     conversation_id = source_id_of(record.value)[0]
             if strict:
                 raise ConversationFormatError(
-                    record.source_file, record.line, record.record_index, problem.reason, problem.detail
+                    record.source_file, record.resolved_line(), record.record_index, problem.reason, problem.detail
                 )
             tables.add_quarantine(record, conversation_id, problem)
             stats.quarantined += 1

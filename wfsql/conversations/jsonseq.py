@@ -138,7 +138,7 @@ def _exact(data: bytes, pos: int, *, array: bool, pattern: re.Pattern[bytes] | N
                 yield Element(b, len(data), None, "trailing_data", "non-whitespace data after the closing ']'")
             return
         try:
-            j = _DECODER.raw_decode(text, i)[1]
+            j = _decode_end(text, i)
         except json.JSONDecodeError as exc:
             skip = _skip_bad_element(text, i, exc.pos, resync)
             b = to_byte(i)
@@ -163,6 +163,14 @@ def _exact(data: bytes, pos: int, *, array: bool, pattern: re.Pattern[bytes] | N
         i = _STR_WS.match(text, j).end()
         if array and i < n and text[i] == ",":
             i = _STR_WS.match(text, i + 1).end()
+
+
+def _decode_end(text: str, start: int) -> int:
+    """End of the JSON value starting at ``start``; deep nesting is reported as a parse error."""
+    try:
+        return _DECODER.raw_decode(text, start)[1]
+    except RecursionError:
+        raise json.JSONDecodeError("nesting too deep", text, start) from None
 
 
 def _skip_bad_element(text: str, start: int, error_at: int, resync: re.Pattern[str] | None) -> tuple[int, int] | None:

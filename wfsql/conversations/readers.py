@@ -54,7 +54,9 @@ _MAGIC: tuple[tuple[bytes, str, Callable[[], _Decompressor]], ...] = (
 
 
 def expand_paths(paths: PathLike | Sequence[PathLike]) -> list[Path]:
-    """Resolve files, directories and glob patterns into a sorted, de-duplicated file list.
+    """Resolve files, directories and glob patterns into a de-duplicated file list.
+
+    Items keep their order; the matches of one glob or directory are sorted.
 
     Raises FileNotFoundError naming the first pattern or path that matches nothing, because a load that
     silently reads zero files looks exactly like a load of an empty source.
@@ -66,16 +68,16 @@ def expand_paths(paths: PathLike | Sequence[PathLike]) -> list[Path]:
     seen: set[Path] = set()
     for item in items:
         text = os.fspath(item)
-        if _GLOB_CHARS.search(text):
-            found = [Path(p) for p in sorted(glob.glob(text, recursive=True)) if os.path.isfile(p)]
-            if not found:
-                raise FileNotFoundError(f"no files match the pattern {text!r}")
+        if os.path.isfile(text):  # checked first: a real file name may contain "[" or "*"
+            found = [Path(text)]
         elif os.path.isdir(text):
             found = sorted(p for p in Path(text).rglob("*") if p.is_file() and _is_data_name(p.name))
             if not found:
                 raise FileNotFoundError(f"no conversation files (*.json, *.jsonl, *.parquet, ...) in {text!r}")
-        elif os.path.isfile(text):
-            found = [Path(text)]
+        elif _GLOB_CHARS.search(text):
+            found = [Path(p) for p in sorted(glob.glob(text, recursive=True)) if os.path.isfile(p)]
+            if not found:
+                raise FileNotFoundError(f"no files match the pattern {text!r}")
         else:
             raise FileNotFoundError(f"no such file: {text!r}")
         for path in found:
@@ -147,7 +149,16 @@ def _iter_parquet(name: str, source: Path | pa.BufferReader) -> Iterator[RawReco
         yield RawRecord(name, 0, None, None, None, reason="unreadable_file", detail=str(exc))
         return
     index = 0
-    for batch in parquet.iter_batches(batch_size=_PARQUET_BATCH):
+    batches = parquet.iter_batches(batch_size=_PARQUET_BATCH)
+    while True:
+        try:
+            batch = next(batches, None)
+        except (pa.ArrowException, OSError) as exc:
+            # A damaged row group: report it; the rows before it are already loaded.
+            yield RawRecord(name, index, None, None, None, reason="unreadable_file", detail=str(exc))
+            return
+        if batch is None:
+            return
         for row in batch.to_pylist():
             yield RawRecord(name, index, None, None, None, value=row)
             index += 1
@@ -173,22 +184,36 @@ def _rest_of_line_blank(data: bytes, pos: int) -> bool:
     return not data[pos : newline if newline >= 0 else len(data)].strip()
 
 
+class _LineCounter:
+    """Line number of a byte offset, counting newlines incrementally (queries mostly move forward)."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+        self._pos = 0
+        self._line = 1
+
+    def __call__(self, offset: int) -> int:
+        if offset < self._pos:
+            self._pos, self._line = 0, 1
+        self._line += self._data.count(b"\n", self._pos, offset)
+        self._pos = offset
+        return self._line
+
+
 def _iter_elements(name: str, data: bytes, start: int, *, array: bool) -> Iterator[RawRecord]:
     view = memoryview(data)
-    line = 1
-    prev = 0
+    line_of = _LineCounter(data)
     for index, element in enumerate(split_elements(data, start, array=array)):
-        line += data.count(b"\n", prev, element.start)
-        prev = element.start
         yield RawRecord(
             name,
             index,
-            line,
+            None,
             element.start,
             view[element.start : element.end],
             element.value,
             element.reason,
             element.detail,
+            line_of,
         )
 
 

@@ -6,6 +6,7 @@ importing each other.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,6 +42,8 @@ class RawRecord:
 
     ``value`` is the parsed JSON (or Parquet row) when parsing succeeded; otherwise ``reason`` and
     ``detail`` say why not. ``raw`` holds the record's source bytes so quarantine rows can show them.
+    ``line`` may be left None with a ``line_of`` callback instead: counting newlines up to every
+    record of a large JSON array costs more than doing it for the few records that get quarantined.
     """
 
     source_file: str
@@ -51,6 +54,13 @@ class RawRecord:
     value: Any = None
     reason: str | None = None
     detail: str | None = None
+    line_of: Callable[[int], int] | None = None
+
+    def resolved_line(self) -> int | None:
+        """The 1-based line where the record starts (None for Parquet rows)."""
+        if self.line is None and self.line_of is not None and self.byte_offset is not None:
+            self.line = self.line_of(self.byte_offset)
+        return self.line
 
 
 @dataclass(frozen=True, slots=True)

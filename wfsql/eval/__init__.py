@@ -1,0 +1,1 @@
+"""Evaluation data and helpers (labelled dev sets for the feedback classifier)."""

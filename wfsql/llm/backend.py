@@ -1,0 +1,126 @@
+"""The LLM backend interface: what the SQL side may call, and what it gets back.
+
+Public interface (stable; the SQL runtime depends only on this module and `models.py`):
+
+    @dataclass(frozen=True)
+    class LLMResult:
+        value: Any                  # JSON-able: str (classify, generate), dict/list (extract, feedback); None on error
+        status: "ok" | "error"
+        error: str | None           # why, when status == "error"
+        latency_ms: float           # this item's share of its batch's wall time
+        prompt_tokens: int          # tokens the model read for this item (after truncation)
+        completion_tokens: int      # tokens it generated (0 for label scoring)
+        probability: float | None   # classify: probability of the chosen label
+        probabilities: dict[str, float] | None  # classify: per label; feedback: P(yes) per rubric category
+
+    @dataclass(frozen=True)
+    class FeedbackInput:
+        history: str                # the conversation before the assistant reply, as text
+        assistant_reply: str        # the reply the user turn reacts to (turn t-1)
+        user_turn: str              # the user turn being classified (turn t)
+
+    class Backend(Protocol):
+        model_id: str
+        template_versions: dict[str, str]   # {"classify": "classify/v1", "extract": ..., "generate": ..., "feedback": ...}
+        def classify(texts, labels, *, instruction=None) -> list[LLMResult]
+        def extract(texts, json_schema, *, instruction=None, max_new_tokens=None) -> list[LLMResult]
+        def generate(prompts, *, system=None, max_new_tokens=256, temperature=0.0, seed=None, stop=None)
+            -> list[LLMResult]
+        def feedback(items: list[FeedbackInput]) -> list[LLMResult]
+            # value = {"sat": bool, "dsat": bool, "sat_categories": [...], "dsat_categories": [...]}
+
+Contract of every method:
+- takes a whole list and returns one result per input, in input order; batching, length sorting and
+  device sizing happen inside (callers never loop row by row);
+- never raises for a bad item: an exception on one item becomes an error result for that item alone;
+- an "ok" value always has the promised shape: classify returns one of `labels`, extract returns JSON that
+  validates against `json_schema`, feedback returns the 9 + 9 rubric with sat/dsat consistent with the lists;
+- deterministic for the same inputs when temperature == 0 (greedy / label scoring), and for the same
+  (prompt, seed) when temperature > 0 whatever else is in the batch;
+- over-long inputs are cut from the middle (feedback: the history first, then the assistant reply; the
+  user turn never) to fit the model's context.
+
+`TEMPLATE_VERSIONS` names the default prompt templates; a backend built with overridden templates reports
+versions derived from their text in `template_versions`, so cache keys change when prompts change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from wfsql.llm.feedback import DSAT_CATEGORIES, SAT_CATEGORIES
+from wfsql.llm.prompts import DEFAULT_TEMPLATES, PromptTemplate
+
+__all__ = [
+    "DSAT_CATEGORIES",
+    "SAT_CATEGORIES",
+    "TEMPLATE_VERSIONS",
+    "Backend",
+    "FeedbackInput",
+    "LLMResult",
+    "PromptTemplate",
+    "Status",
+]
+
+Status = Literal["ok", "error"]
+
+TEMPLATE_VERSIONS: dict[str, str] = {kind: template.version for kind, template in DEFAULT_TEMPLATES.items()}
+"""Default prompt template version per backend method: {"classify": "classify/v1", ...}."""
+
+
+@dataclass(frozen=True)
+class LLMResult:
+    """One answer. `value` is None exactly when `status` is "error"."""
+
+    value: Any
+    status: Status = "ok"
+    error: str | None = None
+    latency_ms: float = 0.0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    probability: float | None = None
+    probabilities: dict[str, float] | None = None
+
+    @classmethod
+    def failure(cls, error: str, *, latency_ms: float = 0.0, prompt_tokens: int = 0) -> LLMResult:
+        return cls(None, "error", error, latency_ms, prompt_tokens)
+
+
+@dataclass(frozen=True)
+class FeedbackInput:
+    """One user turn to classify, with what it reacts to."""
+
+    history: str
+    assistant_reply: str
+    user_turn: str
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """What every LLM backend offers. All methods are set operations over lists."""
+
+    model_id: str
+    template_versions: dict[str, str]
+
+    def classify(self, texts: list[str], labels: list[str], *, instruction: str | None = None) -> list[LLMResult]:
+        """One label per text from the fixed `labels`, with probabilities over the label set."""
+        ...
+
+    def extract(
+        self, texts: list[str], json_schema: dict[str, Any], *, instruction: str | None = None,
+        max_new_tokens: int | None = None,
+    ) -> list[LLMResult]:
+        """A JSON value per text that validates against `json_schema` (or an error result)."""
+        ...
+
+    def generate(
+        self, prompts: list[str], *, system: str | None = None, max_new_tokens: int = 256, temperature: float = 0.0,
+        seed: int | None = None, stop: list[str] | None = None,
+    ) -> list[LLMResult]:
+        """Free text per prompt: greedy when temperature == 0, seeded sampling otherwise."""
+        ...
+
+    def feedback(self, items: list[FeedbackInput]) -> list[LLMResult]:
+        """The WildFeedback SAT/DSAT rubric for each user turn."""
+        ...
