@@ -74,10 +74,16 @@ def _project(  # noqa: ANN202
     )
 
 
-def _options(select: list[str] | None, exclude: list[str] | None, full_refresh: bool = False, **extra: Any):
+def _options(  # noqa: ANN202
+    select: list[str] | None, exclude: list[str] | None, full_refresh: bool = False, fail_fast: bool = False,
+    **extra: Any,
+):
     from wfsql.api import RunOptions
 
-    return RunOptions(select=tuple(select or ()), exclude=tuple(exclude or ()), full_refresh=full_refresh, extra=extra)
+    return RunOptions(
+        select=tuple(select or ()), exclude=tuple(exclude or ()), full_refresh=full_refresh, fail_fast=fail_fast,
+        extra=extra,
+    )
 
 
 def _finish(results: Any) -> None:
