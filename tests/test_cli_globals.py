@@ -55,3 +55,12 @@ def test_fail_fast_skips_everything_after_the_first_failure(tmp_path: Path) -> N
     # Without --fail-fast every independent model is built.
     again = Project.load(root, threads=1, console=Console(quiet=True)).run(RunOptions())
     assert {r.name for r in again.results if r.status in ("success", "reused")} >= {f"independent_{i}" for i in range(4)}
+
+
+def test_cli_fail_fast_flag(tmp_path: Path) -> None:
+    root = _project(tmp_path)
+    (root / "models" / "broken.sql").write_text("select * from no_such_table")
+    result = CliRunner().invoke(app, ["run", "--project-dir", str(root), "--threads", "1", "-x"])
+    _GLOBAL.clear()
+    assert result.exit_code == 1
+    assert "error" in result.output.lower()
