@@ -1,0 +1,78 @@
+"""`wfsql eval-classifier`: any configured feedback classifier against a labelled set.
+
+Labelled rows come from the bundled dev set (text joined from the installed sample package) or from
+a table/model with columns history, assistant_reply, user_turn, sat, dsat, sat_categories,
+dsat_categories. Classifiers: `keyword` (the lexical baseline), or any model name or role of the
+project's `llm:` block (`default` is the embedded SmolLM2), run through the same backend interface
+that `feedback_signal()` uses in SQL.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from wfsql.eval.keyword import keyword_signal
+from wfsql.eval.metrics import Evaluation, evaluate
+
+
+@dataclass(frozen=True)
+class LabelledRow:
+    history: str
+    assistant_reply: str
+    user_turn: str
+    labels: dict[str, Any]
+
+
+def devset_rows(split: str | None) -> list[LabelledRow]:
+    from wfsql.eval.devset import load_devset
+
+    return [
+        LabelledRow(r.history, r.assistant_reply, r.user_turn, {
+            "sat": r.sat, "dsat": r.dsat, "sat_categories": list(r.sat_categories),
+            "dsat_categories": list(r.dsat_categories),
+        })
+        for r in load_devset(None if split in (None, "all") else split)
+    ]
+
+
+def table_rows(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[LabelledRow]:
+    needed = ("history", "assistant_reply", "user_turn", "sat", "dsat", "sat_categories", "dsat_categories")
+    missing = [c for c in needed if c not in columns]
+    if missing:
+        from wfsql.errors import WfsqlError
+
+        raise WfsqlError(f"the labelled table lacks column(s) {', '.join(missing)}", hint=f"it needs {needed}")
+    out = []
+    for row in rows:
+        record = dict(zip(columns, row, strict=True))
+        out.append(LabelledRow(
+            record["history"] or "", record["assistant_reply"] or "", record["user_turn"] or "",
+            {k: record[k] if not k.endswith("categories") else list(record[k] or []) for k in needed[3:]},
+        ))
+    return out
+
+
+def classify(rows: Sequence[LabelledRow], classifier: str, runtime: Any = None) -> tuple[list[dict[str, Any]], float]:
+    """Predictions for every row and the seconds they took (model loading excluded)."""
+    if classifier == "keyword":
+        started = time.perf_counter()
+        return [keyword_signal(r.user_turn) for r in rows], time.perf_counter() - started
+    from wfsql.llm.backend import FeedbackInput
+    from wfsql.llm.functions import FUNCTIONS
+
+    name = runtime.model_for(FUNCTIONS["feedback_signal"], classifier, {})
+    backend = runtime.backend(name)
+    backend.feedback([FeedbackInput(rows[0].history, rows[0].assistant_reply, rows[0].user_turn)])  # warm up
+    started = time.perf_counter()
+    results = backend.feedback([FeedbackInput(r.history, r.assistant_reply, r.user_turn) for r in rows])
+    seconds = time.perf_counter() - started
+    empty = {"sat": False, "dsat": False, "sat_categories": [], "dsat_categories": []}
+    return [r.value if r.status == "ok" and r.value else empty for r in results], seconds
+
+
+def run_evaluation(rows: Sequence[LabelledRow], classifier: str, runtime: Any = None) -> Evaluation:
+    predictions, seconds = classify(rows, classifier, runtime)
+    return evaluate([r.labels for r in rows], predictions, seconds=seconds)
