@@ -296,7 +296,7 @@ class Project:
         from wfsql.llm.runtime import LLMRuntime, LLMSettings
 
         return LLMRuntime(
-            LLMSettings.parse(self.config.llm), console=self.console,
+            LLMSettings.parse(self.config.llm, self.config.root), console=self.console,
             limit=options.extra.get("llm_limit"), dry_run=bool(options.extra.get("dry_run")),
         )
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from pathlib import Path
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -41,9 +42,10 @@ class LLMSettings:
     roles: dict[str, str] = field(default_factory=dict)
     batch_size: int = 16
     on_error: str = "null"
+    root: Path | None = None  # relative model paths resolve against the project folder
 
     @classmethod
-    def parse(cls, raw: dict[str, Any]) -> LLMSettings:
+    def parse(cls, raw: dict[str, Any], root: Path | None = None) -> LLMSettings:
         known = {"models", "roles", "batch_size", "on_error"}
         for key in raw:
             if key not in known:
@@ -59,7 +61,13 @@ class LLMSettings:
             if model != DEFAULT_MODEL and model not in models:
                 raise WfsqlError(f"llm.roles.{role}: no model named {model!r} under llm.models",
                                  hint=f"declare it, e.g. llm: {{models: {{{model}: {{source: ...}}}}}}")
-        return cls(models=models, roles=roles, batch_size=int(raw.get("batch_size", 16)), on_error=on_error)
+        if root is not None:
+            for name, spec in list(models.items()):
+                source = spec.get("source") if isinstance(spec, dict) else None
+                if isinstance(source, str) and not Path(source).is_absolute() and (root / source).exists():
+                    models[name] = {**spec, "source": str((root / source).resolve())}
+        return cls(models=models, roles=roles, batch_size=int(raw.get("batch_size", 16)), on_error=on_error,
+                   root=root)
 
 
 @dataclass
@@ -133,7 +141,10 @@ class LLMRuntime:
                                "gguf_file": base.gguf_file}
                     )
                 else:
-                    self._specs[name] = parse_model_config(name, raw)
+                    try:
+                        self._specs[name] = parse_model_config(name, raw)
+                    except ValueError as exc:
+                        raise WfsqlError(f"llm.models.{name}: {exc}", hint="see docs/llm.md for model settings") from None
             return self._specs[name]
 
     def model_id(self, name: str) -> str:
@@ -149,10 +160,11 @@ class LLMRuntime:
             return self._backends[name]
 
     def template_version(self, function: str) -> str:
-        from wfsql.llm import backend as backend_module
+        """The prompt template's version: part of every cache key, so a new prompt means new answers."""
+        from wfsql.llm.backend import TEMPLATE_VERSIONS
 
-        versions = getattr(backend_module, "TEMPLATE_VERSIONS", {})
-        return str(versions.get(function, "v1"))
+        kind = "feedback" if function == "feedback_signal" else function.removeprefix("llm_")
+        return str(TEMPLATE_VERSIONS.get(kind, "v1"))
 
 
 class ModelCalls:
@@ -219,7 +231,7 @@ class ModelCalls:
                     out.append(_to_sql_value(function, self.values.get(call.key)))
             return pa.array(out, type=arrow_type)
 
-        return udf
+        return _with_arity(udf, n_args + len(function.options))
 
     def _call(self, function: LLMFunction, arguments: tuple[Any, ...], options: tuple[Any, ...]) -> _Call:
         option_map = dict(zip(function.options, options, strict=True))
@@ -310,6 +322,18 @@ class ModelCalls:
         finally:
             if progress:
                 progress.__exit__(None, None, None)
+
+
+def _with_arity(function: Callable[..., Any], arity: int) -> Callable[..., Any]:
+    """DuckDB reads a UDF's parameter count from its signature, so `*args` will not do."""
+    wrappers: dict[int, Callable[..., Any]] = {
+        1: lambda a: function(a),
+        2: lambda a, b: function(a, b),
+        3: lambda a, b, c: function(a, b, c),
+        4: lambda a, b, c, d: function(a, b, c, d),
+        5: lambda a, b, c, d, e: function(a, b, c, d, e),
+    }
+    return wrappers[arity]
 
 
 def _group_extra(call: _Call) -> Any:
