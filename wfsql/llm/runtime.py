@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from pathlib import Path
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import orjson

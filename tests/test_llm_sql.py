@@ -1,0 +1,162 @@
+"""LLM functions inside SQL models: set operations, the persistent cache, incremental reuse, limits.
+
+Runs on a tiny randomly initialised model with the real SmolLM2 tokenizer (fast); the real default
+model is exercised by the slow tests of tests/test_llm_*.py and by the template pipeline.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from wfsql.api import Project, RunOptions
+from wfsql.console import Console
+from wfsql.errors import CompileError
+
+pytest.importorskip("torch")
+pytest.importorskip("outlines")
+
+SCHEMA = '{"type": "object", "properties": {"mood": {"type": "string", "enum": ["good", "bad"]}}, "required": ["mood"]}'
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from wfsql.llm.models import make_tiny_model
+
+    directory = tmp_path_factory.mktemp("tiny_model")
+    make_tiny_model(directory)
+    return directory
+
+
+def _project(root: Path, model_dir: Path, rows: list[tuple[str, str, str, str]]) -> Path:
+    (root / "models").mkdir(parents=True, exist_ok=True)
+    (root / "wfsql_project.yml").write_text(
+        "name: llmsql\nthreads: 1\n"
+        f"llm:\n  models:\n    tiny: {{source: {model_dir}, max_new_tokens: 48}}\n"
+        "  roles: {classifier: tiny, generator: tiny, extractor: tiny}\n"
+    )
+    values = ", ".join(f"('{a}', '{b}', '{c}', '{d}')" for a, b, c, d in rows)
+    (root / "models" / "inputs.sql").write_text(
+        "{{ config(materialized='table') }}\n"
+        f"select * from (values {values}) as t(id, history, reply, turn)"
+    )
+    (root / "models" / "signals.sql").write_text(
+        "{{ config(materialized='incremental', unique_key='id') }}\n"
+        "select id, feedback_signal(history, reply, turn) as signal,\n"
+        "  llm_classify(turn, ['positive', 'negative']) as sentiment,\n"
+        f"  llm_extract(turn, '{SCHEMA}') as extracted,\n"
+        "  llm_generate('Answer: ' || turn, options := '{\"max_tokens\": 4}') as answer\n"
+        "from {{ ref('inputs') }}\n"
+        "{% if is_incremental() %}where id not in (select id from {{ this }}){% endif %}\n"
+    )
+    return root
+
+
+def _run(root: Path, **extra: object) -> tuple[bool, str]:
+    project = Project.load(root, console=Console(quiet=True))
+    results = project.run(RunOptions(extra=dict(extra)))
+    message = next(r.message for r in results.results if r.name == "signals")
+    return results.success, message
+
+
+def _cache_rows(root: Path) -> list[tuple[str, str]]:
+    with duckdb.connect(str(root / "target" / "wfsql.duckdb"), read_only=True) as con:
+        return con.execute("select function, status from _wfsql.llm_cache order by 1").fetchall()
+
+
+ROWS = [("a", "h", "r", "thanks!"), ("b", "h", "r", "that is wrong"), ("c", "h", "r", "that is wrong")]
+
+
+def test_distinct_inputs_are_computed_once_and_outputs_are_valid(tmp_path: Path, tiny_model: Path) -> None:
+    root = _project(tmp_path / "p", tiny_model, ROWS)
+    ok, message = _run(root)
+    assert ok, message
+    # two distinct turns x four functions: the duplicate row costs nothing
+    assert "LLM: 8 call(s)" in message and "0 failed" in message
+    assert len(_cache_rows(root)) == 8
+    with duckdb.connect(str(root / "target" / "wfsql.duckdb"), read_only=True) as con:
+        rows = con.execute(
+            "select id, signal.sat, signal.dsat, sentiment.label, sentiment.probability, extracted->>'mood', answer "
+            "from signals order by id"
+        ).fetchall()
+    assert [r[0] for r in rows] == ["a", "b", "c"]
+    for _, sat, dsat, label, probability, mood, answer in rows:
+        assert isinstance(sat, bool) and isinstance(dsat, bool)
+        assert label in ("positive", "negative") and 0.0 <= probability <= 1.0
+        assert mood in ("good", "bad")  # constrained: always valid against the schema
+        assert answer is not None
+    assert rows[1][1:] == rows[2][1:]  # same input, same answer
+
+
+def test_rerun_is_all_cache_hits_and_new_rows_cost_only_their_calls(tmp_path: Path, tiny_model: Path) -> None:
+    root = _project(tmp_path / "p", tiny_model, ROWS)
+    assert _run(root)[0]
+    ok, message = _run(root, **{})
+    assert ok and "LLM: 0 call(s)" in message  # incremental: no new ids, nothing to ask
+    _project(root, tiny_model, [*ROWS, ("d", "h", "r", "please make it shorter")])
+    ok, message = _run(root)
+    assert ok and "LLM: 4 call(s)" in message, message
+    assert len(_cache_rows(root)) == 12
+
+
+def test_full_refresh_recomputes_nothing_the_cache_has(tmp_path: Path, tiny_model: Path) -> None:
+    root = _project(tmp_path / "p", tiny_model, ROWS)
+    assert _run(root)[0]
+    project = Project.load(root, console=Console(quiet=True))
+    results = project.run(RunOptions(full_refresh=True))
+    message = next(r.message for r in results.results if r.name == "signals")
+    assert "LLM: 0 call(s)" in message and "8 cache hit(s)" in message
+
+
+def test_llm_limit_caps_calls_and_dry_run_writes_nothing(tmp_path: Path, tiny_model: Path) -> None:
+    root = _project(tmp_path / "p", tiny_model, ROWS)
+    project = Project.load(root, console=Console(quiet=True))
+    assert project.run(RunOptions(select=("inputs",))).success
+    dry = Project.load(root, console=Console(quiet=True)).run(RunOptions(select=("signals",), extra={"dry_run": True}))
+    assert "needs 8 LLM call(s)" in dry.results[0].message
+    with duckdb.connect(str(root / "target" / "wfsql.duckdb"), read_only=True) as con:
+        assert con.execute("select count(*) from duckdb_tables() where table_name = 'signals'").fetchall() == [(0,)]
+    ok, message = _run(root, llm_limit=3)
+    assert ok and "LLM: 3 call(s)" in message and "over --llm-limit" in message
+
+
+def test_llm_calls_in_a_view_are_a_compile_error(tmp_path: Path, tiny_model: Path) -> None:
+    root = _project(tmp_path / "p", tiny_model, ROWS)
+    (root / "models" / "bad_view.sql").write_text("select llm_generate(turn) as x from {{ ref('inputs') }}")
+    with pytest.raises(CompileError, match="materialise it as a table"):
+        Project.load(root, console=Console(quiet=True)).compile()
+
+
+def test_unknown_model_name_is_a_clear_error(tmp_path: Path, tiny_model: Path) -> None:
+    root = _project(tmp_path / "p", tiny_model, ROWS)
+    (root / "models" / "signals.sql").write_text(
+        "{{ config(materialized='table') }}\nselect llm_generate(turn, model := 'tinny') as x from {{ ref('inputs') }}"
+    )
+    project = Project.load(root, console=Console(quiet=True))
+    results = project.run(RunOptions())
+    failed = next(r for r in results.results if r.name == "signals")
+    assert failed.status == "error" and "did you mean 'tiny'" in failed.message
+
+
+def test_failed_calls_are_null_with_a_status_row_or_fail_the_model(tmp_path: Path, tiny_model: Path) -> None:
+    root = tmp_path / "p"
+    (root / "models").mkdir(parents=True)
+    (root / "models" / "extracted.sql").write_text(
+        "{{ config(materialized='table') }}\n"
+        f"select llm_extract(t, '{SCHEMA}') as e from (values ('one'), ('two')) as v(t)"
+    )
+    # two new tokens cannot finish any JSON object: every call fails, visibly
+    config = f"name: f\nllm:\n  models:\n    tiny: {{source: {tiny_model}, max_new_tokens: 2}}\n  roles: {{extractor: tiny}}\n"
+    (root / "wfsql_project.yml").write_text(config)
+    ok, _ = (lambda r: (r.success, r))(Project.load(root, console=Console(quiet=True)).run(RunOptions()))
+    assert ok
+    with duckdb.connect(str(root / "target" / "wfsql.duckdb"), read_only=True) as con:
+        assert con.execute("select count(*) from extracted where e is null").fetchall() == [(2,)]
+        statuses = con.execute("select status, error is not null from _wfsql.llm_cache").fetchall()
+    assert statuses == [("error", True), ("error", True)]
+    (root / "wfsql_project.yml").write_text(config.replace("  roles:", "  on_error: fail\n  roles:"))
+    results = Project.load(root, console=Console(quiet=True)).run(RunOptions())
+    assert not results.success
+    assert "LLM call(s) failed in model extracted and on_error is 'fail'" in results.results[0].message
