@@ -278,7 +278,9 @@ class Project:
                 if isinstance(node, ModelNode) and options.extra.get("dry_run"):
                     return model_result(node, dry_run_model(adapter, node, llm), shown)
                 if isinstance(node, ModelNode):
-                    outcome = build_model(adapter, node, full_refresh=options.full_refresh, llm=llm)
+                    outcome = build_model(
+                        adapter, node, full_refresh=options.full_refresh, llm=llm, variables=self.config.vars
+                    )
                     return model_result(node, outcome, shown)
             except duckdb.Error as exc:
                 first = " ".join(str(exc).strip().splitlines()[:3])

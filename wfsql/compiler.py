@@ -44,6 +44,7 @@ from wfsql.nodes import (
     fingerprint,
     quote_identifier,
 )
+from wfsql.python_models import parse_links, render_python_model
 from wfsql.renderer import PLACEHOLDER, Renderer, RenderResult
 from wfsql.sql_analysis import analyze_sql
 
@@ -211,8 +212,12 @@ class _Builder:
             result = self.cache.get_render(key)
             if result is None:
                 try:
-                    result = self.renderer.render(file.name, file.path, file.text, node=f"model {file.name}")
+                    if file.rel.endswith(".py"):
+                        result = render_python_model(file.name, file.text)
+                    else:
+                        result = self.renderer.render(file.name, file.path, file.text, node=f"model {file.name}")
                 except WfsqlError as exc:
+                    exc.location = exc.location or Location(file.path)
                     self.errors.append(exc)
                     continue
                 self.cache.put_render(key, result)
@@ -241,6 +246,8 @@ class _Builder:
             merge_configs(merged, result.config)
             if merged.get("enabled") is False:
                 continue
+            if file.rel.endswith(".py") and "materialized" not in result.config:
+                merged["materialized"] = "table"  # Python models produce data; a folder's view default cannot apply
             try:
                 kind = _model_kind(merged)
             except CompileError as exc:
@@ -551,6 +558,13 @@ class _Builder:
         )
 
     def _check_sql(self, name: str, pending: _Pending, models: dict[str, _Pending]) -> None:
+        if pending.is_python:
+            if not isinstance(pending.kind, Table):
+                self.errors.append(CompileError(
+                    f"Python model {name!r} must be materialized as a table, not {pending.kind.kind}",
+                    location=Location(pending.file.path), hint="wf.config(materialized='table') or leave it out",
+                ))
+            return
         for sql in filter(None, (pending.linked_sql, pending.linked_incremental_sql)):
             key = self.cache.sql_key(sql)
             analysis = self.cache.get_parse(key)
@@ -575,6 +589,8 @@ class _Builder:
             pending.functions.update(analysis.functions)
 
     def _with_ephemerals(self, sql: str, pending: _Pending, models: dict[str, _Pending]) -> str:
+        if pending.is_python:
+            return sql
         chain = _ephemeral_chain(pending, models)
         if not chain:
             return sql
@@ -663,8 +679,10 @@ class _Builder:
                 kind=pending.kind,
                 relation=pending.relation,
                 raw_sql=pending.file.text,
-                compiled_sql=pending.compiled_sql,
+                compiled_sql=pending.file.text if pending.is_python else pending.compiled_sql,
                 incremental_sql=pending.compiled_incremental_sql,
+                language="python" if pending.is_python else "sql",
+                python_links=tuple(sorted(parse_links(pending.linked_sql).items())) if pending.is_python else (),
                 sources=tuple(f"{s}.{t}" for s, t in pending.render.sources),
                 columns=_columns(pending.props, self.files.doc_blocks),
                 pre_hooks=tuple(config.get("pre_hook", [])),
@@ -695,6 +713,10 @@ class _Pending:
     compiled_incremental_sql: str | None = None
     tables_read: set[tuple[str, str]] = field(default_factory=set)
     functions: set[str] = field(default_factory=set)
+
+    @property
+    def is_python(self) -> bool:
+        return self.file.rel.endswith(".py")
 
 
 def _uid(name: str, models: dict[str, _Pending], seeds: dict[str, SeedNode], project: str) -> str:

@@ -97,7 +97,7 @@ def _sql_file(root: Path, base: Path, name: str, *, read: bool = True) -> SqlFil
 def load_files(config: ProjectConfig) -> ProjectFiles:
     root = config.root
     files = ProjectFiles()
-    files.models = [_sql_file(root, b, p) for b, p in _files(root, config.model_paths, (".sql",))]
+    files.models = [_sql_file(root, b, p) for b, p in _files(root, config.model_paths, (".sql", ".py"))]
     files.seeds = [_sql_file(root, b, p, read=False) for b, p in _files(root, config.seed_paths, (".csv", ".tsv"))]
     files.singular_tests = [_sql_file(root, b, p) for b, p in _files(root, config.test_paths, (".sql",))]
     bundled = bundled_macros_dir()

@@ -30,12 +30,15 @@ class BuildOutcome:
 
 
 def build_model(
-    adapter: DuckDBAdapter, node: ModelNode, *, full_refresh: bool = False, llm: Any = None
+    adapter: DuckDBAdapter, node: ModelNode, *, full_refresh: bool = False, llm: Any = None,
+    variables: dict[str, Any] | None = None,
 ) -> BuildOutcome:
     """Build one model; `llm` (an LLMRuntime) answers its LLM calls first, as set operations."""
     match node.kind:
         case View():
             return _replace(adapter, node, "view", node.compiled_sql)
+        case Table() if node.language == "python":
+            return _python_table(adapter, node, variables or {})
         case Table():
             note = _prepare_llm(adapter, node, node.compiled_sql, llm)
             return _with_note(_replace(adapter, node, "table", node.compiled_sql), note)
@@ -50,6 +53,20 @@ def build_model(
             return _with_note(_incremental(adapter, node, kind), note)
         case Ephemeral():
             return BuildOutcome("ephemeral (inlined where referenced)")
+
+
+def _python_table(adapter: DuckDBAdapter, node: ModelNode, variables: dict[str, Any]) -> BuildOutcome:
+    """Run a Python model on this thread's cursor, then write its result like a table model."""
+    from wfsql.python_models import run_python_model
+
+    cursor = adapter.cursor()
+    table = run_python_model(cursor, node.raw_sql, node.path, node.name, dict(node.python_links), variables)
+    view = f"__wfsql_python_{node.name}"
+    cursor.register(view, table)
+    try:
+        return _replace(adapter, node, "table", f"select * from {quote_identifier(view)}")
+    finally:
+        cursor.unregister(view)
 
 
 def dry_run_model(adapter: DuckDBAdapter, node: ModelNode, llm: Any) -> BuildOutcome:

@@ -104,6 +104,8 @@ class ModelNode(Node):
     pre_hooks: tuple[str, ...] = ()
     post_hooks: tuple[str, ...] = ()
     llm_functions: tuple[str, ...] = ()  # LLM functions its SQL calls: built in collect/resolve passes
+    language: Literal["sql", "python"] = "sql"
+    python_links: tuple[tuple[str, str], ...] = ()  # ("ref:x" | "src:a.b", relation SQL) for Python models
 
     @property
     def resource_type(self) -> Literal["model"]:
