@@ -44,6 +44,7 @@ FUNCTIONS: dict[str, LLMFunction] = {
                                         ("user_turn", "VARCHAR")), ("model",),
                     "STRUCT(sat BOOLEAN, dsat BOOLEAN, sat_categories VARCHAR[], dsat_categories VARCHAR[])",
                     "classifier"),
+        LLMFunction("llm_embed", (("text", "VARCHAR"),), ("model",), "FLOAT[]", "embedder"),
     )
 }
 ROLE_FALLBACK = {"extractor": "generator", "judge": "generator", "policy": "generator"}

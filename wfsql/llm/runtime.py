@@ -28,6 +28,7 @@ import orjson
 from wfsql.adapter import DuckDBAdapter
 from wfsql.errors import WfsqlError, did_you_mean
 from wfsql.llm.cache import CacheRow, append, cache_key, ensure_cache_table, lookup
+from wfsql.llm.embeddings import DEFAULT_EMBEDDER
 from wfsql.llm.functions import FUNCTIONS, ROLE_FALLBACK, LLMFunction
 
 MAX_PASSES = 8
@@ -115,9 +116,11 @@ class LLMRuntime:
         """A call's model name: explicit `model :=` (a role or a model name), else the function's role."""
         name = requested or function.role
         for _ in range(3):
-            if name == DEFAULT_MODEL or name in self.settings.models:
+            if name in (DEFAULT_MODEL, DEFAULT_EMBEDDER) or name in self.settings.models:
                 return name
             mapped = node_roles.get(name) or self.settings.roles.get(name) or ROLE_FALLBACK.get(name)
+            if mapped is None and name == "embedder":
+                return DEFAULT_EMBEDDER
             if mapped is None:
                 if requested:
                     known = [*self.settings.models, *self.settings.roles]
@@ -147,10 +150,26 @@ class LLMRuntime:
                         raise WfsqlError(f"llm.models.{name}: {exc}", hint="see docs/llm.md for model settings") from None
             return self._specs[name]
 
+    def _is_embedder(self, name: str) -> bool:
+        return name == DEFAULT_EMBEDDER or (self.settings.models.get(name) or {}).get("kind") == "embedding"
+
     def model_id(self, name: str) -> str:
+        if self._is_embedder(name):
+            from wfsql.llm.embeddings import default_embedding_dir, embedding_model_id
+
+            raw = self.settings.models.get(name) or {}
+            source = raw.get("source")
+            return embedding_model_id(Path(source) if source not in (None, "default") else default_embedding_dir())
         return str(self.spec(name).model_id)
 
     def backend(self, name: str) -> Any:
+        if self._is_embedder(name):
+            with self._lock:
+                if name not in self._backends:
+                    from wfsql.llm.embeddings import load_embedder
+
+                    self._backends[name] = load_embedder(self.settings.models.get(name))
+                return self._backends[name]
         spec = self.spec(name)
         with self._lock:
             if name not in self._backends:
@@ -360,6 +379,8 @@ def _dispatch(backend: Any, function: str, calls: list[_Call], options: tuple[An
             seed=settings.get("seed"),
             stop=settings.get("stop"),
         )
+    if function == "llm_embed":
+        return backend.embed([c.arguments[0] for c in calls])
     from wfsql.llm.backend import FeedbackInput
 
     return backend.feedback([FeedbackInput(*c.arguments) for c in calls])
@@ -384,6 +405,8 @@ def _arrow_type(duckdb_type: str) -> Any:
 
     if duckdb_type in ("VARCHAR", "JSON"):
         return pa.string()
+    if duckdb_type == "FLOAT[]":
+        return pa.list_(pa.float32())
     if duckdb_type.startswith("STRUCT(label"):
         return pa.struct([("label", pa.string()), ("probability", pa.float64())])
     return pa.struct([
