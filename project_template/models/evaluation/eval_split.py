@@ -1,0 +1,50 @@
+"""The held-out evaluation split, chosen as the paper does: k-means over the embeddings of prompt +
+preferences, then the n examples nearest each centroid (k and n are vars; one example per
+conversation)."""
+
+import numpy as np
+import pyarrow as pa
+
+
+def kmeans(points: np.ndarray, k: int, iterations: int = 50, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    centroids = points[rng.choice(len(points), size=k, replace=False)]
+    for _ in range(iterations):
+        labels = np.argmax(points @ centroids.T, axis=1)  # unit vectors: cosine = dot product
+        updated = np.stack([
+            points[labels == c].mean(axis=0) if np.any(labels == c) else centroids[c] for c in range(k)
+        ])
+        updated /= np.linalg.norm(updated, axis=1, keepdims=True)
+        if np.allclose(updated, centroids):
+            break
+        centroids = updated
+    return centroids
+
+
+def model(wf, con):
+    wf.config(materialized="table")
+    rows = wf.ref("eval_candidates").fetchall()
+    rows = [r for r in rows if r[5] is not None]
+    empty = pa.table({"conversation_id": pa.array([], pa.string()), "feedback_turn": pa.array([], pa.int32()),
+                      "cluster": pa.array([], pa.int32()), "similarity": pa.array([], pa.float64())})
+    if not rows:
+        return empty
+    points = np.asarray([r[5] for r in rows], dtype=np.float32)
+    k = max(1, min(int(wf.var("eval_clusters", 4)), len(rows) // 2))
+    per_cluster = int(wf.var("eval_per_cluster", 2))
+    centroids = kmeans(points, k)
+    similarity = points @ centroids.T
+    chosen, seen = [], set()
+    for cluster in range(k):
+        for index in np.argsort(-similarity[:, cluster]):
+            conversation = rows[index][0]
+            if conversation in seen:
+                continue
+            seen.add(conversation)
+            chosen.append((conversation, int(rows[index][1]), cluster, float(similarity[index, cluster])))
+            if sum(1 for c in chosen if c[2] == cluster) >= per_cluster:
+                break
+    return pa.table({
+        "conversation_id": [c[0] for c in chosen], "feedback_turn": pa.array([c[1] for c in chosen], pa.int32()),
+        "cluster": pa.array([c[2] for c in chosen], pa.int32()), "similarity": [c[3] for c in chosen],
+    })
