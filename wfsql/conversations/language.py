@@ -7,14 +7,16 @@ data-loading step. Two signals are cheap and robust on chat text:
 1. *Script*: the share of letters that are ASCII ``A-Z``/``a-z`` among all letters. Chinese, Russian,
    Arabic, ... score near 0.
 2. *Function words*: English text is full of short words (``the``, ``is``, ``to``, ``you``) that
-   Spanish, French, German, Portuguese, Italian or Dutch text lacks, and vice versa. Words shared by
-   two of these languages (``a``, ``in``, ``no``, ``me``, ``was``) carry no evidence and are in
-   neither list.
+   Spanish, French, German, Portuguese, Italian, Dutch, Indonesian, Turkish or Polish text lacks, and
+   vice versa. Words shared with English (``a``, ``in``, ``no``, ``me``, ``was``) carry no evidence
+   and are in neither list.
 
 Code blocks, inline code and URLs are removed first, so a question with a long code paste is judged
-by its prose. ``score = ascii_share * (en + 0.5) / (en + other + 1)``; with no evidence either way
-the score is half the script share, so a short Latin-script message ("Quantum computing?") counts as
-English at the default threshold 0.5. Text without letters scores 0.
+by its prose. ``score = ascii_share * (en + 0.5) / (en + other + 1) * coverage`` where
+``coverage = min(1, (en + 2) / (0.15 * words))``: English prose is at least 15 % function words, so a
+longer text with (almost) none is penalised even when its language is in no list. With no evidence
+either way a short message scores half its script share, so "Quantum computing?" counts as English
+at the default threshold 0.5. Text without letters scores 0.
 
 The same computation is available as a DuckDB SQL expression (:func:`english_score_sql`).
 """
@@ -53,6 +55,10 @@ porque quando onde quem isso isto esse essa eu você nós eles elas olá obrigad
 fazer ter
 het een van en zijn niet met voor op aan ook maar als dan dat die deze dit ik jij je wij jullie hij
 zij mijn jouw onze bedankt alsjeblieft kun wil maken hebben
+yang dan di ini itu untuk dengan tidak saya anda ada akan bisa dari ke apa bagaimana tolong adalah juga
+atau kami kita mereka sudah belum
+bir ve bu ile ne mi ben sen biz siz gibi daha ama nasil neden yapmak istiyorum misin
+w z na nie jest jak czy ale sie jestem mam prosze dziekuje tak
 """
 
 
@@ -71,8 +77,12 @@ _CODE_PATTERN = r"```[\s\S]*?(?:```|\Z)|`[^`\n]*`|https?://[^ \t\r\n]+"
 _CODE = re.compile(_CODE_PATTERN)
 _NON_LETTER = re.compile(r"[\W\d_]")
 _NON_ASCII_LETTER = re.compile(r"[^A-Za-z]")
-_WORD = re.compile(r"[A-Za-z]+(?:'[A-Za-z]+)?")
-_WORD_PATTERN_RE2 = r"[A-Za-z]+(?:'[A-Za-z]+)?"
+# Whole words in any script: splitting "için" at the "ç" would invent the English word "i".
+_WORD = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)?")
+_WORD_PATTERN_RE2 = r"\p{L}+(?:'\p{L}+)?"
+#: Fewer English function words than this share of all words lowers the score (see module doc).
+MIN_FUNCTION_WORD_RATE = 0.15
+_FUNCTION_WORD_SLACK = 2
 
 DEFAULT_THRESHOLD = 0.5
 
@@ -84,14 +94,16 @@ def english_score(text: str) -> float:
     if letters == 0:
         return 0.0
     ascii_share = len(_NON_ASCII_LETTER.sub("", prose)) / letters
+    words = _WORD.findall(prose)
     en = other = 0
-    for word in _WORD.findall(prose):
+    for word in words:
         word = word.lower()
         if word in ENGLISH_WORDS:
             en += 1
         elif word in OTHER_WORDS:
             other += 1
-    return ascii_share * (en + 0.5) / (en + other + 1.0)
+    coverage = min(1.0, (en + _FUNCTION_WORD_SLACK) / (MIN_FUNCTION_WORD_RATE * len(words))) if words else 1.0
+    return ascii_share * (en + 0.5) / (en + other + 1.0) * coverage
 
 
 def is_english(text: str, threshold: float = DEFAULT_THRESHOLD) -> bool:
@@ -120,9 +132,14 @@ def english_score_sql(column: str = "content") -> str:
     words = f"regexp_extract_all({prose}, {_sql_literal(_WORD_PATTERN_RE2)})"
     en = f"len(list_filter({words}, lambda w: list_contains({_sql_word_list(ENGLISH_WORDS)}, lower(w))))"
     other = f"len(list_filter({words}, lambda w: list_contains({_sql_word_list(OTHER_WORDS)}, lower(w))))"
+    n_words = f"len({words})"
+    coverage = (
+        f"(CASE WHEN {n_words} = 0 THEN 1.0 ELSE "
+        f"least(1.0, (({en}) + {_FUNCTION_WORD_SLACK}) / ({MIN_FUNCTION_WORD_RATE!r} * {n_words})) END)"
+    )
     return (
         f"(CASE WHEN {letters} = 0 THEN 0.0 ELSE "
-        f"({ascii_letters} / {letters}) * (({en}) + 0.5) / (({en}) + ({other}) + 1.0) END)"
+        f"({ascii_letters} / {letters}) * (({en}) + 0.5) / (({en}) + ({other}) + 1.0) * {coverage} END)"
     )
 
 
