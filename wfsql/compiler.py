@@ -109,12 +109,20 @@ def _project_digest(config: ProjectConfig, files: ProjectFiles) -> str:
         (str(entry.doc.path), entry.key_path, entry.data)
         for entry in (*files.model_properties, *files.seed_properties, *files.sources)
     ]
+    logs = [  # conversation log files: a changed file must reach the loader's fingerprint
+        files_fingerprint(resolve_pattern(config.root, str(table["path"])))
+        for entry in files.sources
+        for table in entry.data.get("tables") or []
+        if isinstance(table, dict) and table.get("path")
+        and is_conversation_format(table.get("format") or entry.data.get("format"))
+    ]
     return fingerprint(
         [(f.rel, f.text) for f in files.models],
         [(f.rel, f.text) for f in files.singular_tests],
         [(str(m.path), m.text) for m in files.macros],
         yaml_docs,
         seeds,
+        logs,
         files.doc_blocks,
         config.model_tree, config.seed_tree, config.test_tree, config.schema, config.flavor,
         sorted(os.environ.items()) if _reads_environment(files) else None,
@@ -333,7 +341,14 @@ class _Builder:
                 if is_conversation_format(node.format):
                     self._conversation_tables(entry, table, node, sources)
                     continue
-                if (source_name, table["name"]) in sources:
+                existing = sources.get((source_name, table["name"]))
+                if existing is not None and existing.loaded_by:  # tests/docs on a conversation source's table
+                    sources[(source_name, table["name"])] = replace(
+                        existing, description=node.description or existing.description,
+                        columns=node.columns or existing.columns, tags=node.tags or existing.tags,
+                    )
+                    continue
+                if existing is not None:
                     self.errors.append(
                         CompileError(f"source {source_name}.{table['name']} is declared twice",
                                      location=entry.doc.location(key_path))
@@ -418,6 +433,7 @@ class _Builder:
         sources[(node.source_name, node.name)] = loader
         for suffix in DERIVED:
             name = f"{node.name}_{suffix}"
+            declared = sources.get((node.source_name, name))  # listed before the conversation table itself
             sources[(node.source_name, name)] = replace(
                 node,
                 unique_id=f"source.{self.config.name}.{node.source_name}.{name}",
@@ -428,7 +444,8 @@ class _Builder:
                 depends_on=(loader.unique_id,),
                 fingerprint=fingerprint("derived", loader.fingerprint, suffix),
                 loaded_by=loader.unique_id,
-                columns=(),
+                columns=declared.columns if declared else (),
+                description=declared.description if declared else "",
             )
 
     def _external_reader(self, location: str, fmt: str | None) -> tuple[str, str | None]:

@@ -1,4 +1,7 @@
 -- Step 1 input: every user turn t >= 2 with the assistant reply it answers and the history before it.
+-- History and reply are capped (vars) to what a small CPU model can read quickly; the user turn being
+-- classified is never cut. Raise the caps when `classifier` points at a bigger model on a GPU.
+{{ config(materialized='table') }}
 with turns as (
     select t.*
     from {{ ref('stg_turns') }} as t
@@ -22,8 +25,12 @@ ordered as (
 select
     conversation_id,
     turn_index,
-    coalesce(history, '') as history,
-    assistant_reply,
+    right(coalesce(history, ''), {{ var('max_history_chars', 600) }}) as history,
+    case
+        when length(assistant_reply) <= {{ var('max_reply_chars', 1200) }} then assistant_reply
+        else left(assistant_reply, {{ var('max_reply_chars', 1200) * 2 // 3 }}) || ' [...] '
+             || right(assistant_reply, {{ var('max_reply_chars', 1200) // 3 }})
+    end as assistant_reply,
     content as user_turn
 from ordered
 where role = 'user' and previous_role = 'assistant'

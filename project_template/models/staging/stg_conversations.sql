@@ -24,3 +24,9 @@ where n_user_turns >= {{ var('min_user_turns') }}
   and n_chars <= {{ var('max_conversation_chars') }}
   {% if var('require_alternating_roles', true) %}and roles_alternate{% endif %}
   {% if var('english_only', true) %}and {{ is_english('user_text') }}{% endif %}
+  {% if var('drop_flagged', true) %}
+  and conversation_id not in (  -- toxic / redacted flags, where the source format has them (WildChat)
+      select conversation_id from {{ source('logs', 'conversations') }}
+      where coalesce(toxic, false) or coalesce(redacted, false)
+  )
+  {% endif %}
