@@ -160,3 +160,18 @@ def test_failed_calls_are_null_with_a_status_row_or_fail_the_model(tmp_path: Pat
     results = Project.load(root, console=Console(quiet=True)).run(RunOptions())
     assert not results.success
     assert "LLM call(s) failed in model extracted and on_error is 'fail'" in results.results[0].message
+
+
+def test_two_llm_models_build_in_parallel(tmp_path: Path, tiny_model: Path) -> None:
+    root = _project(tmp_path / "p", tiny_model, ROWS)
+    (root / "wfsql_project.yml").write_text((root / "wfsql_project.yml").read_text().replace("threads: 1", "threads: 2"))
+    for name in ("left_side", "right_side"):
+        (root / "models" / f"{name}.sql").write_text(
+            "{{ config(materialized='table') }}\n"
+            f"select id, llm_classify(turn || ' {name}', ['x', 'y']) as c from {{{{ ref('inputs') }}}}"
+        )
+    results = Project.load(root, console=Console(quiet=True)).run(RunOptions())
+    assert results.success, [r.message for r in results.results if r.failed]
+    with duckdb.connect(str(root / "target" / "wfsql.duckdb"), read_only=True) as con:
+        for name in ("left_side", "right_side"):
+            assert con.execute(f"select count(*) from {name} where c.label in ('x', 'y')").fetchall() == [(3,)]

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import itertools
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,19 +42,40 @@ def build_model(
         case Table() if node.language == "python":
             return _python_table(adapter, node, variables or {})
         case Table():
-            note = _prepare_llm(adapter, node, node.compiled_sql, llm)
-            return _with_note(_replace(adapter, node, "table", node.compiled_sql), note)
+            with _llm_calls(adapter, node, node.compiled_sql, llm) as note:
+                return _with_note(_replace(adapter, node, "table", node.compiled_sql), note)
         case Incremental() as kind:
             existing = adapter.existing(node.relation)
             if existing is None or existing.type != "table" or full_refresh or node.config.get("full_refresh"):
-                note = _prepare_llm(adapter, node, node.compiled_sql, llm)
-                outcome = _replace(adapter, node, "table", node.compiled_sql)
-                message = "created incremental " + outcome.message.split(" ", 1)[1]
-                return _with_note(BuildOutcome(message, outcome.rows_affected), note)
-            note = _prepare_llm(adapter, node, node.incremental_sql or node.compiled_sql, llm)
-            return _with_note(_incremental(adapter, node, kind), note)
+                with _llm_calls(adapter, node, node.compiled_sql, llm) as note:
+                    outcome = _replace(adapter, node, "table", node.compiled_sql)
+                    message = "created incremental " + outcome.message.split(" ", 1)[1]
+                    return _with_note(BuildOutcome(message, outcome.rows_affected), note)
+            with _llm_calls(adapter, node, node.incremental_sql or node.compiled_sql, llm) as note:
+                return _with_note(_incremental(adapter, node, kind), note)
         case Ephemeral():
             return BuildOutcome("ephemeral (inlined where referenced)")
+
+
+@contextmanager
+def _llm_calls(adapter: DuckDBAdapter, node: ModelNode, sql: str, llm: Any) -> Iterator[str | None]:
+    """Answer the model's LLM calls before its SQL runs; the UDFs stay until the build is done."""
+    if not node.llm_functions:
+        yield None
+        return
+    if llm is None:
+        raise DatabaseError(f"model {node.name} calls LLM functions but no LLM runtime is configured")
+    from wfsql.llm.runtime import ModelCalls
+
+    calls = ModelCalls(llm, adapter, node.name, node.config.get("llm") or {}, node.llm_functions)
+    try:
+        yield calls.prepare(sql).describe()
+    finally:
+        calls.close()
+
+
+def _with_note(outcome: BuildOutcome, note: str | None) -> BuildOutcome:
+    return outcome if note is None else BuildOutcome(f"{outcome.message} ({note})", outcome.rows_affected)
 
 
 def _python_table(adapter: DuckDBAdapter, node: ModelNode, variables: dict[str, Any]) -> BuildOutcome:
@@ -78,22 +101,14 @@ def dry_run_model(adapter: DuckDBAdapter, node: ModelNode, llm: Any) -> BuildOut
     from wfsql.llm.runtime import ModelCalls
 
     calls = ModelCalls(llm, adapter, node.name, node.config.get("llm") or {}, node.llm_functions)
-    stats = calls.prepare(sql)
+    try:
+        stats = calls.prepare(sql)
+    finally:
+        calls.close()
     return BuildOutcome(
         f"dry run: {node.name} needs {stats.calls} LLM call(s) (~{stats.prompt_tokens:,} prompt tokens), "
         f"{stats.cache_hits} already cached"
     )
-
-
-def _prepare_llm(adapter: DuckDBAdapter, node: ModelNode, sql: str, llm: Any) -> str | None:
-    if not node.llm_functions:
-        return None
-    if llm is None:
-        raise DatabaseError(f"model {node.name} calls LLM functions but no LLM runtime is configured")
-    from wfsql.llm.runtime import ModelCalls
-
-    calls = ModelCalls(llm, adapter, node.name, node.config.get("llm") or {}, node.llm_functions)
-    return calls.prepare(sql).describe()
 
 
 def _with_note(outcome: BuildOutcome, note: str | None) -> BuildOutcome:

@@ -16,6 +16,7 @@ The SQL runs a few times; the model runs once per distinct input, ever.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -32,6 +33,7 @@ from wfsql.llm.embeddings import DEFAULT_EMBEDDER
 from wfsql.llm.functions import FUNCTIONS, ROLE_FALLBACK, LLMFunction
 
 MAX_PASSES = 8
+_BUILD_IDS = itertools.count(1)
 DEFAULT_MODEL = "default"
 
 
@@ -198,6 +200,9 @@ class ModelCalls:
         self.on_error = str((node_llm or {}).get("on_error", runtime.settings.on_error))
         self.functions = [FUNCTIONS[name] for name in functions]
         self.mode = "collect"
+        # UDFs live in DuckDB's global catalog (macros are per connection), so each build gets its own names.
+        self.suffix = next(_BUILD_IDS)
+        self.registered: list[str] = []
         self.pending: dict[str, _Call] = {}
         self.values: dict[str, Any] = {}
         self.stats = CallStats()
@@ -210,19 +215,21 @@ class ModelCalls:
         import duckdb
 
         for function in self.functions:
+            udf_name = f"{function.udf_name}_{self.suffix}"
             with contextlib.suppress(duckdb.Error):
-                cursor.remove_function(function.udf_name)
+                cursor.remove_function(udf_name)
             argument_types = [t for _, t in function.arguments] + ["VARCHAR"] * len(function.options)
             # Arrow UDFs cannot return DuckDB's JSON type directly: return text, cast in the macro.
             is_json = function.return_type == "JSON"
             cursor.create_function(
-                function.udf_name, self._udf(function), [duckdb.sqltype(t) for t in argument_types],
+                udf_name, self._udf(function), [duckdb.sqltype(t) for t in argument_types],
                 duckdb.sqltype("VARCHAR" if is_json else function.return_type), type="arrow",
                 null_handling="special", side_effects=True,
             )
             parameters = [name for name, _ in function.arguments] + [f"{o} := NULL" for o in function.options]
             names = [name for name, _ in function.arguments] + list(function.options)
-            call = f"{function.udf_name}({', '.join(names)})"
+            call = f"{udf_name}({', '.join(names)})"
+            self.registered.append(udf_name)
             body = f"cast({call} as JSON)" if is_json else call
             cursor.execute(f"create or replace temp macro {function.name}({', '.join(parameters)}) as {body}")
 
@@ -260,6 +267,16 @@ class ModelCalls:
         key = cache_key(function.name, self.runtime.model_id(model), self.runtime.template_version(function.name),
                         normalised, option_values)
         return _Call(key, function.name, model, normalised, option_values)
+
+    def close(self) -> None:
+        """Drop this build's UDFs; the temp macros go with the connection's next registration."""
+        import duckdb
+
+        cursor = self.adapter.cursor()
+        for name in self.registered:
+            with contextlib.suppress(duckdb.Error):
+                cursor.remove_function(name)
+        self.registered.clear()
 
     # ---------------------------------------------------------------------------- execution
 
