@@ -103,9 +103,12 @@ class DuckDBAdapter:
     # -------------------------------------------------------------------------------- catalog
 
     def catalog(self) -> dict[tuple[str, str], ExistingRelation]:
-        """Every user table and view, read once per run and kept current as we create relations."""
+        """Every user table and view, read once per run and kept current as we create relations.
+
+        Worker threads call this too, so it only ever queries through the calling thread's cursor.
+        """
         if self._catalog is None:
-            rows = self.connection.execute(
+            rows = self.cursor().execute(
                 "select schema_name, table_name, 'table' from duckdb_tables() where not internal "
                 "and database_name = current_database() "
                 "union all select schema_name, view_name, 'view' from duckdb_views() where not internal "
@@ -114,7 +117,7 @@ class DuckDBAdapter:
             self._catalog = {(s.lower(), n.lower()): ExistingRelation(s, n, t) for s, n, t in rows}
             self._schemas = {
                 row[0].lower()
-                for row in self.connection.execute(
+                for row in self.cursor().execute(
                     "select schema_name from duckdb_schemas() where database_name = current_database()"
                 ).fetchall()
             }
@@ -133,10 +136,11 @@ class DuckDBAdapter:
 
     def ensure_schemas(self, schemas: Sequence[str]) -> None:
         self.catalog()
-        for schema in schemas:
-            if schema.lower() not in self._schemas:
-                self.connection.execute(f"create schema if not exists {quote_identifier(schema)}")
-                self._schemas.add(schema.lower())
+        with self._catalog_lock:
+            for schema in schemas:
+                if schema.lower() not in self._schemas:
+                    self.cursor().execute(f"create schema if not exists {quote_identifier(schema)}")
+                    self._schemas.add(schema.lower())
 
     def columns(self, relation: Relation) -> list[tuple[str, str]]:
         rows = self.cursor().execute(

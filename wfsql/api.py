@@ -236,6 +236,10 @@ class Project:
         dbt_types = self.config.flavor == "dbt"
         uses_llm = any(getattr(manifest.nodes[uid], "llm_functions", ()) for uid in plan.steps)
         llm = self._llm_runtime(options) if uses_llm else None
+        if uses_llm:
+            from wfsql.llm.cache import ensure_cache_table
+
+            ensure_cache_table(adapter)  # once, here, rather than racing in worker threads
         planned_tests = [n for uid in plan.steps if isinstance(n := manifest.nodes[uid], TestNode)]
         tests = TestExecutor(
             adapter,

@@ -9,6 +9,7 @@ half-way keeps every finished batch. The cache, not a rerun, is the source of tr
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +19,9 @@ import orjson
 from wfsql.adapter import STATE_SCHEMA, DuckDBAdapter
 
 CACHE_TABLE = f'"{STATE_SCHEMA}"."llm_cache"'
+# One writer at a time: two models building in parallel may answer the same input, and concurrent
+# INSERT OR REPLACE of one key would be a write-write conflict in DuckDB.
+_WRITE_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -53,7 +57,7 @@ def cache_key(function: str, model_id: str, template_version: str, arguments: Se
 
 def ensure_cache_table(adapter: DuckDBAdapter) -> None:
     adapter.ensure_schemas([STATE_SCHEMA])
-    adapter.connection.execute(
+    adapter.cursor().execute(
         f"create table if not exists {CACHE_TABLE} ("
         "key varchar primary key, function varchar, model_id varchar, template_version varchar, "
         "arguments json, params json, value json, status varchar, error varchar, latency_ms double, "
@@ -105,7 +109,7 @@ def append(adapter: DuckDBAdapter, rows: Sequence[CacheRow]) -> None:
     cursor = adapter.cursor()
     cursor.register("__wfsql_new_results", table)
     try:
-        with adapter.transaction() as transaction:
+        with _WRITE_LOCK, adapter.transaction() as transaction:
             transaction.execute(
                 f"insert or replace into {CACHE_TABLE} (key, function, model_id, template_version, arguments, params, "
                 "value, status, error, latency_ms, prompt_tokens, completion_tokens, probability, node) "
