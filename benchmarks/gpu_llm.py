@@ -1,0 +1,87 @@
+"""LLM-stage throughput on a CUDA host with no network: a randomly initialised ~1B Llama with the real
+SmolLM2 tokenizer (honest for speed, meaningless for quality), run through wfsql's own backend.
+
+    python benchmarks/gpu_llm.py [--layers 16 --hidden 2048 --turns 2000]
+
+Prints turns/s and tokens/s for feedback label scoring and for batched generation, peak memory, and
+model FLOP utilisation against the card's dense bf16 peak (H100 SXM ~989 TFLOP/s, H200 the same).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L4": 121.0}
+
+
+def main() -> None:
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from wfsql.llm.backend import FeedbackInput
+    from wfsql.llm.models import ModelSpec, default_tokenizer_dir
+    from wfsql.llm.transformers_backend import TransformersBackend
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--layers", type=int, default=16)
+    parser.add_argument("--hidden", type=int, default=2048)
+    parser.add_argument("--turns", type=int, default=2000)
+    parser.add_argument("--generate", type=int, default=256)
+    args = parser.parse_args()
+    assert torch.cuda.is_available(), "this benchmark needs a CUDA device"
+    tokenizer_dir = default_tokenizer_dir()
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir))
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=args.hidden, intermediate_size=args.hidden * 4,
+        num_hidden_layers=args.layers, num_attention_heads=args.hidden // 64, num_key_value_heads=args.hidden // 256,
+        max_position_embeddings=8192, tie_word_embeddings=True,
+    )
+    workdir = Path(tempfile.mkdtemp(prefix="wfsql_gpu_"))
+    model = LlamaForCausalLM(config).to(torch.bfloat16)
+    model.save_pretrained(workdir)
+    tokenizer.save_pretrained(workdir)
+    parameters = sum(p.numel() for p in model.parameters())
+    del model
+    backend = TransformersBackend(ModelSpec(name="gpu", source=str(workdir), device="cuda", dtype="bfloat16",
+                                            max_new_tokens=args.generate))
+    name = torch.cuda.get_device_name(0)
+    peak = next((v for k, v in PEAK_TFLOPS.items() if k in name), None)
+    words = ["the", "assistant", "replied", "with", "a", "long", "answer", "about", "databases", "and", "the", "user", "asked", "for", "changes"]
+    items = [
+        FeedbackInput(" ".join(words[(i + j) % len(words)] for j in range(120)),
+                      " ".join(words[(i * 3 + j) % len(words)] for j in range(200)),
+                      f"thanks, but can you make it shorter? ({i})")
+        for i in range(args.turns)
+    ]
+    backend.feedback(items[:8])  # warm-up: kernels, allocator
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    started = time.perf_counter()
+    results = backend.feedback(items)
+    torch.cuda.synchronize()
+    seconds = time.perf_counter() - started
+    tokens = sum(r.prompt_tokens for r in results)
+    flops = 2 * parameters * tokens
+    print(f"device: {name}; model: {parameters / 1e9:.2f}B parameters (random init), tokenizer: SmolLM2")
+    print(f"feedback: {len(items) / seconds:,.1f} turns/s, {tokens / seconds:,.0f} prompt tokens/s, "
+          f"{flops / seconds / 1e12:,.1f} TFLOP/s" + (f" = {flops / seconds / 1e12 / peak:.1%} of peak" if peak else ""))
+    prompts = [f"Write a short note about topic {i}." for i in range(256)]
+    started = time.perf_counter()
+    generated = backend.generate(prompts, max_new_tokens=args.generate, temperature=0.0)
+    torch.cuda.synchronize()
+    seconds = time.perf_counter() - started
+    new_tokens = sum(r.completion_tokens for r in generated)
+    print(f"generate: {new_tokens / seconds:,.0f} new tokens/s over {len(prompts)} prompts")
+    print(f"peak memory: {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB of "
+          f"{torch.cuda.get_device_properties(0).total_memory / 2**30:.0f} GiB")
+
+
+if __name__ == "__main__":
+    main()
