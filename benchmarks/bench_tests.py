@@ -67,11 +67,22 @@ UNIQUE = ["id", "id_text", "id_shifted"]
 def _expressions() -> list[tuple[str, str]]:
     """(column, expression) range checks; all hold on the data except the last one."""
     checks = [
-        ("id", ">= 0"), ("id_shifted", ">= 1000000000"), ("small_int", "between 0 and 99"),
-        ("medium_int", "between 0 and 9999"), ("big_int", ">= 0"), ("ratio", "between 0 and 1"),
-        ("price", ">= 0"), ("price", "< 50"), ("score", "between 0 and 100"), ("weight", "> 0"),
-        ("weight", "< 251"), ("created_date", ">= date '2020-01-01'"), ("created_at", ">= timestamp '2020-01-01'"),
-        ("label", "like 'item-%'"), ("id_text", "like 'k%'"), ("maybe_null", ">= 0"),
+        ("id", ">= 0"),
+        ("id_shifted", ">= 1000000000"),
+        ("small_int", "between 0 and 99"),
+        ("medium_int", "between 0 and 9999"),
+        ("big_int", ">= 0"),
+        ("ratio", "between 0 and 1"),
+        ("price", ">= 0"),
+        ("price", "< 50"),
+        ("score", "between 0 and 100"),
+        ("weight", "> 0"),
+        ("weight", "< 251"),
+        ("created_date", ">= date '2020-01-01'"),
+        ("created_at", ">= timestamp '2020-01-01'"),
+        ("label", "like 'item-%'"),
+        ("id_text", "like 'k%'"),
+        ("maybe_null", ">= 0"),
     ]
     out = list(checks)
     for threshold in range(1, 200):  # more distinct checks of the same shape, until we have enough
@@ -86,8 +97,7 @@ def make_project(folder: Path, rows: int) -> int:
     (folder / "models").mkdir(parents=True, exist_ok=True)
     (folder / "wfsql_project.yml").write_text("name: bench\n")
     (folder / "models" / "wide.sql").write_text(
-        "{{ config(materialized='table') }}\n"
-        f"select\n    {select}\nfrom (select range as r from range({rows}))\n"
+        f"{{{{ config(materialized='table') }}}}\nselect\n    {select}\nfrom (select range as r from range({rows}))\n"
     )
     tests: dict[str, list[str]] = {name: ["not_null"] for name in COLUMNS}  # 20 (maybe_null fails)
     count = len(COLUMNS)
@@ -96,7 +106,7 @@ def make_project(folder: Path, rows: int) -> int:
         count += 1
     for name, values in CATEGORIES.items():  # 4 + 4 with a where filter
         tests[name].append(f"accepted_values: {{values: {values}}}")
-        tests[name].append(f"accepted_values: {{values: {values}, config: {{where: \"flag\"}}, name: av_{name}_flag}}")
+        tests[name].append(f'accepted_values: {{values: {values}, config: {{where: "flag"}}, name: av_{name}_flag}}')
         count += 2
     tests["tier"].append("accepted_values: {values: ['gold', 'silver'], name: av_tier_fails}")  # fails
     count += 1
@@ -172,8 +182,10 @@ def measure(folder: Path, args: argparse.Namespace, title: str, exclude: tuple[s
     print("|---|---:|---|---:|")
     print(f"| batched | {batched_s:.3f} | {runs[True]} | {queries[True]} |")
     print(f"| one by one (`no_batch_tests`) | {single_s:.3f} | {runs[False]} | {queries[False]} |")
-    print(f"| ratio (one by one / batched) | {single_s / batched_s:.2f}x | "
-          f"| {queries[False] / max(queries[True], 1):.1f}x |")
+    print(
+        f"| ratio (one by one / batched) | {single_s / batched_s:.2f}x | "
+        f"| {queries[False] / max(queries[True], 1):.1f}x |"
+    )
 
 
 def main() -> None:
@@ -191,13 +203,19 @@ def main() -> None:
         assert built.success, [r.message for r in built.results]
         build_time = time.perf_counter() - started
         threads = args.threads or Project.load(folder, console=_silent()).config.threads
-        print(f"{declared} column tests on a {args.rows:,}-row, {len(COLUMNS)}-column table "
-              f"(built in {build_time:.2f}s); {threads} thread(s), {os.cpu_count()} CPU(s); "
-              f"median of {args.repeat} runs each")
+        print(
+            f"{declared} column tests on a {args.rows:,}-row, {len(COLUMNS)}-column table "
+            f"(built in {build_time:.2f}s); {threads} thread(s), {os.cpu_count()} CPU(s); "
+            f"median of {args.repeat} runs each"
+        )
         run_tests(folder, args.threads, True, ())  # warm-up: OS cache, compile cache
         measure(folder, args, "All tests")
-        measure(folder, args, "Without the unique tests (the batchable ones only)",
-                exclude=tuple(f"unique_wide_{name}" for name in UNIQUE))
+        measure(
+            folder,
+            args,
+            "Without the unique tests (the batchable ones only)",
+            exclude=tuple(f"unique_wide_{name}" for name in UNIQUE),
+        )
 
 
 if __name__ == "__main__":

@@ -39,9 +39,14 @@ def main() -> None:
 
     tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir))
     config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=args.hidden, intermediate_size=args.hidden * 4,
-        num_hidden_layers=args.layers, num_attention_heads=args.hidden // 64, num_key_value_heads=args.hidden // 256,
-        max_position_embeddings=8192, tie_word_embeddings=True,
+        vocab_size=len(tokenizer),
+        hidden_size=args.hidden,
+        intermediate_size=args.hidden * 4,
+        num_hidden_layers=args.layers,
+        num_attention_heads=args.hidden // 64,
+        num_key_value_heads=args.hidden // 256,
+        max_position_embeddings=8192,
+        tie_word_embeddings=True,
     )
     workdir = Path(tempfile.mkdtemp(prefix="wfsql_gpu_"))
     model = LlamaForCausalLM(config).to(torch.bfloat16)
@@ -49,15 +54,34 @@ def main() -> None:
     tokenizer.save_pretrained(workdir)
     parameters = sum(p.numel() for p in model.parameters())
     del model
-    backend = TransformersBackend(ModelSpec(name="gpu", source=str(workdir), device="cuda", dtype="bfloat16",
-                                            max_new_tokens=args.generate))
+    backend = TransformersBackend(
+        ModelSpec(name="gpu", source=str(workdir), device="cuda", dtype="bfloat16", max_new_tokens=args.generate)
+    )
     name = torch.cuda.get_device_name(0)
     peak = next((v for k, v in PEAK_TFLOPS.items() if k in name), None)
-    words = ["the", "assistant", "replied", "with", "a", "long", "answer", "about", "databases", "and", "the", "user", "asked", "for", "changes"]
+    words = [
+        "the",
+        "assistant",
+        "replied",
+        "with",
+        "a",
+        "long",
+        "answer",
+        "about",
+        "databases",
+        "and",
+        "the",
+        "user",
+        "asked",
+        "for",
+        "changes",
+    ]
     items = [
-        FeedbackInput(" ".join(words[(i + j) % len(words)] for j in range(120)),
-                      " ".join(words[(i * 3 + j) % len(words)] for j in range(200)),
-                      f"thanks, but can you make it shorter? ({i})")
+        FeedbackInput(
+            " ".join(words[(i + j) % len(words)] for j in range(120)),
+            " ".join(words[(i * 3 + j) % len(words)] for j in range(200)),
+            f"thanks, but can you make it shorter? ({i})",
+        )
         for i in range(args.turns)
     ]
     backend.feedback(items[:8])  # warm-up: kernels, allocator
@@ -70,8 +94,10 @@ def main() -> None:
     tokens = sum(r.prompt_tokens for r in results)
     flops = 2 * parameters * tokens
     print(f"device: {name}; model: {parameters / 1e9:.2f}B parameters (random init), tokenizer: SmolLM2")
-    print(f"feedback: {len(items) / seconds:,.1f} turns/s, {tokens / seconds:,.0f} prompt tokens/s, "
-          f"{flops / seconds / 1e12:,.1f} TFLOP/s" + (f" = {flops / seconds / 1e12 / peak:.1%} of peak" if peak else ""))
+    print(
+        f"feedback: {len(items) / seconds:,.1f} turns/s, {tokens / seconds:,.0f} prompt tokens/s, "
+        f"{flops / seconds / 1e12:,.1f} TFLOP/s" + (f" = {flops / seconds / 1e12 / peak:.1%} of peak" if peak else "")
+    )
     prompts = [f"Write a short note about topic {i}." for i in range(256)]
     started = time.perf_counter()
     generated = backend.generate(prompts, max_new_tokens=args.generate, temperature=0.0)
@@ -79,8 +105,10 @@ def main() -> None:
     seconds = time.perf_counter() - started
     new_tokens = sum(r.completion_tokens for r in generated)
     print(f"generate: {new_tokens / seconds:,.0f} new tokens/s over {len(prompts)} prompts")
-    print(f"peak memory: {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB of "
-          f"{torch.cuda.get_device_properties(0).total_memory / 2**30:.0f} GiB")
+    print(
+        f"peak memory: {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB of "
+        f"{torch.cuda.get_device_properties(0).total_memory / 2**30:.0f} GiB"
+    )
 
 
 if __name__ == "__main__":

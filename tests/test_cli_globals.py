@@ -54,7 +54,9 @@ def test_fail_fast_skips_everything_after_the_first_failure(tmp_path: Path) -> N
     assert skipped and all("--fail-fast after broken failed" in r.message for r in skipped)
     # Without --fail-fast every independent model is built.
     again = Project.load(root, threads=1, console=Console(quiet=True)).run(RunOptions())
-    assert {r.name for r in again.results if r.status in ("success", "reused")} >= {f"independent_{i}" for i in range(4)}
+    assert {r.name for r in again.results if r.status in ("success", "reused")} >= {
+        f"independent_{i}" for i in range(4)
+    }
 
 
 def test_cli_fail_fast_flag(tmp_path: Path) -> None:

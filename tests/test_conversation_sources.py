@@ -59,7 +59,7 @@ def test_ingest_runs_before_models_and_reports_counts(tmp_path: Path) -> None:
     assert f"read {expected.read:,}" in load.message and f"quarantined {expected.quarantined:,}" in load.message
     assert expected.quarantined > 0 and "logs.chats_quarantine" in load.message
     with _db(root) as con:
-        loaded = con.execute('select count(*) from logs.chats').fetchall()[0][0]
+        loaded = con.execute("select count(*) from logs.chats").fetchall()[0][0]
         quarantined = con.execute("select count(*) from logs.chats_quarantine").fetchall()[0][0]
         assert (loaded, quarantined) == (expected.loaded, expected.quarantined)
         assert loaded + quarantined == expected.read  # nothing is silently dropped
@@ -75,8 +75,10 @@ def test_unchanged_files_are_reused_and_a_changed_file_is_reloaded(tmp_path: Pat
     again = Project.load(root, console=Console(quiet=True)).run(RunOptions())
     assert next(r for r in again.results if r.name == "chats").status == "reused"
     with (root / "data" / "openai_small.jsonl").open("a") as handle:
-        handle.write('{"id": "oa-new", "messages": [{"role": "user", "content": "hello"},'
-                     ' {"role": "assistant", "content": "hi"}]}\n')
+        handle.write(
+            '{"id": "oa-new", "messages": [{"role": "user", "content": "hello"},'
+            ' {"role": "assistant", "content": "hi"}]}\n'
+        )
     third = Project.load(root, console=Console(quiet=True)).run(RunOptions())
     assert next(r for r in third.results if r.name == "chats").status == "success"
     with _db(root) as con:
@@ -101,19 +103,22 @@ def test_a_test_can_assert_on_quarantine_counts(tmp_path: Path) -> None:
     assert [r.name for r in failed] == ["source_row_count_logs_chats_quarantine__1"]
 
 
-@pytest.mark.parametrize(("macro", "fixture", "reader"), [
-    ("openai_turns", "openai_small.jsonl", "read_json_auto"),
-    ("wildchat_turns", "wildchat_small.jsonl", "read_json_auto"),
-])
-def test_turn_macros_build_canonical_turns_from_raw_records(tmp_path: Path, macro: str, fixture: str,
-                                                           reader: str) -> None:
+@pytest.mark.parametrize(
+    ("macro", "fixture", "reader"),
+    [
+        ("openai_turns", "openai_small.jsonl", "read_json_auto"),
+        ("wildchat_turns", "wildchat_small.jsonl", "read_json_auto"),
+    ],
+)
+def test_turn_macros_build_canonical_turns_from_raw_records(
+    tmp_path: Path, macro: str, fixture: str, reader: str
+) -> None:
     root = tmp_path / "m"
     (root / "models").mkdir(parents=True)
     shutil.copy(FIXTURES / fixture, root / fixture)
     (root / "wfsql_project.yml").write_text("name: mac\n")
     (root / "models" / "turns.sql").write_text(
-        "{{ config(materialized='table') }}\n"
-        f"select * from {{{{ {macro}(\"{reader}('{fixture}')\") }}}}"
+        f"{{{{ config(materialized='table') }}}}\nselect * from {{{{ {macro}(\"{reader}('{fixture}')\") }}}}"
     )
     assert Project.load(root, console=Console(quiet=True)).run(RunOptions()).success
     with _db(root) as con:

@@ -93,8 +93,10 @@ def test_compile_writes_artifacts_and_no_database(runner, project):
     assert result.exit_code == 0, result.output
     assert "3 models" in result.output and "1 seed" in result.output
     assert (project / "target" / "manifest.json").is_file()
-    assert (project / "target" / "compiled" / "proj" / "models" / "nums.sql").read_text().startswith(
-        "select i from range(10)"
+    assert (
+        (project / "target" / "compiled" / "proj" / "models" / "nums.sql")
+        .read_text()
+        .startswith("select i from range(10)")
     )
     assert not dev_db(project).exists()
 
@@ -182,16 +184,19 @@ def test_main_exit_codes(monkeypatch, capsys, project):
 def test_console_script_exit_codes(project):
     """The installed `wfsql` script: 0 ok, 1 failed run, 2 user error (message on stderr, no traceback)."""
     env = {**os.environ, "COLUMNS": "200"}
-    ok = subprocess.run([*WFSQL, "run", "--project-dir", project, "-s", "nums"], capture_output=True, text=True,
-                        env=env, timeout=60)
+    ok = subprocess.run(
+        [*WFSQL, "run", "--project-dir", project, "-s", "nums"], capture_output=True, text=True, env=env, timeout=60
+    )
     assert ok.returncode == 0, ok.stderr
     write_files(project, {"models/broken.sql": "{{ config(materialized='table') }}select cast('x' as integer) as n"})
-    failed = subprocess.run([*WFSQL, "run", "--project-dir", project, "-s", "broken"], capture_output=True,
-                            text=True, env=env, timeout=60)
+    failed = subprocess.run(
+        [*WFSQL, "run", "--project-dir", project, "-s", "broken"], capture_output=True, text=True, env=env, timeout=60
+    )
     assert failed.returncode == 1
     (project / "wfsql_project.yml").write_text("name: proj\nthreads: lots\n")
-    user_error = subprocess.run([*WFSQL, "compile", "--project-dir", project], capture_output=True, text=True,
-                                env=env, timeout=60)
+    user_error = subprocess.run(
+        [*WFSQL, "compile", "--project-dir", project], capture_output=True, text=True, env=env, timeout=60
+    )
     assert user_error.returncode == 2
     assert "threads (line 2)" in user_error.stderr
     assert "Traceback" not in user_error.stderr

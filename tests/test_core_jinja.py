@@ -55,8 +55,10 @@ def test_env_var(make_project, monkeypatch):
     monkeypatch.setenv("WFSQL_TEST_REGION", "eu")
     monkeypatch.delenv("WFSQL_TEST_MISSING", raising=False)
     root = make_project(
-        {"models/a.sql": "select '{{ env_var('WFSQL_TEST_REGION') }}' as r, "
-                         "'{{ env_var('WFSQL_TEST_MISSING', 'none') }}' as m"}
+        {
+            "models/a.sql": "select '{{ env_var('WFSQL_TEST_REGION') }}' as r, "
+            "'{{ env_var('WFSQL_TEST_MISSING', 'none') }}' as m"
+        }
     )
     assert "select 'eu' as r, 'none' as m" in compiled(root, "a").compiled_sql
 
@@ -242,7 +244,7 @@ def test_fast_and_jinja_compile_the_same_project(make_project):
             "models/a.sql": "select 1 as id",
             "models/fast.sql": "{{ config(materialized='table') }}\nselect id, {{ var('n') }} as n from {{ ref('a') }}",
             "models/slow.sql": "{{ config(materialized='table') }}\nselect id, {{ var('n') }} as n "
-                               "from {{ ref('a') }}{# force jinja #}",
+            "from {{ ref('a') }}{# force jinja #}",
         },
         config="vars:\n  n: 4\n",
     )

@@ -75,9 +75,7 @@ def test_failed_switch_keeps_the_old_view(make_project):
 
 def _incremental_project(make_project, config: str, where: str = "") -> Path:
     model = (
-        "{{ config(materialized='incremental'" + config + ") }}\n"
-        "select * from {{ source('raw', 'events') }}\n"
-        + where
+        "{{ config(materialized='incremental'" + config + ") }}\nselect * from {{ source('raw', 'events') }}\n" + where
     )
     root = make_project({"models/inc.sql": model, "models/src.yml": RAW_SOURCE})
     execute(
@@ -113,7 +111,7 @@ def test_incremental_merge_with_composite_key(make_project):
     root = make_project(
         {
             "models/inc.sql": "{{ config(materialized='incremental', incremental_strategy='merge', "
-                              "unique_key=['k1', 'k2']) }}\nselect * from {{ source('raw', 'events') }}",
+            "unique_key=['k1', 'k2']) }}\nselect * from {{ source('raw', 'events') }}",
             "models/src.yml": RAW_SOURCE,
         }
     )
@@ -160,12 +158,14 @@ def test_on_schema_change_append_new_columns(make_project):
         root,
         {
             "models/inc.sql": "{{ config(materialized='incremental', on_schema_change='append_new_columns') }}\n"
-                              "select id, val, 'new' as extra from {{ source('raw', 'events') }} where id = 2"
+            "select id, val, 'new' as extra from {{ source('raw', 'events') }} where id = 2"
         },
     )
     assert load(root).run().success
     assert query(root, "select id, val, extra from inc order by id, extra nulls first") == [
-        (1, "a", None), (2, "b", None), (2, "b", "new"),
+        (1, "a", None),
+        (2, "b", None),
+        (2, "b", "new"),
     ]
 
 
@@ -176,7 +176,7 @@ def test_on_schema_change_fail(make_project):
         root,
         {
             "models/inc.sql": "{{ config(materialized='incremental', on_schema_change='fail') }}\n"
-                              "select id, 'x' as other from {{ source('raw', 'events') }}"
+            "select id, 'x' as other from {{ source('raw', 'events') }}"
         },
     )
     results = load(root).run()
@@ -190,8 +190,9 @@ def test_on_schema_change_fail(make_project):
 
 
 def test_incremental_strategy_needs_unique_key(make_project):
-    root = make_project({"models/a.sql": "{{ config(materialized='incremental', incremental_strategy='merge') }}"
-                                         "select 1 as id"})
+    root = make_project(
+        {"models/a.sql": "{{ config(materialized='incremental', incremental_strategy='merge') }}select 1 as id"}
+    )
     with pytest.raises(Exception, match="needs a unique_key"):
         load(root).compile()
 
@@ -202,10 +203,10 @@ def test_ephemeral_is_inlined_and_not_created(make_project):
             "models/base.sql": "{{ config(materialized='ephemeral') }}select 1 as id union all select 2",
             "models/mid.sql": "{{ config(materialized='ephemeral') }}select id * 10 as id from {{ ref('base') }}",
             "models/final.sql": "{{ config(materialized='table') }}"
-                                "select m.id, b.id as base_id from {{ ref('mid') }} m join {{ ref('base') }} b "
-                                "on m.id = b.id * 10",
+            "select m.id, b.id as base_id from {{ ref('mid') }} m join {{ ref('base') }} b "
+            "on m.id = b.id * 10",
             "models/with_cte.sql": "-- leading comment\nWITH local AS (select 5 as v)\n"
-                                   "select v, id from local, {{ ref('mid') }}",
+            "select v, id from local, {{ ref('mid') }}",
         }
     )
     manifest = load(root).compile()
@@ -240,7 +241,7 @@ def test_ephemeral_into_a_with_after_a_config_line(make_project):
         {
             "models/eph.sql": "{{ config(materialized='ephemeral') }}\nselect 7 as v",
             "models/out.sql": "{{ config(materialized='table') }}\n\n  with y as (select 1 as one)\n"
-                              "select v, one from {{ ref('eph') }}, y\n",
+            "select v, one from {{ ref('eph') }}, y\n",
         }
     )
     sql = load(root).compile().nodes["model.proj.out"].compiled_sql
@@ -264,10 +265,10 @@ def test_hooks_run_in_the_build(make_project):
     root = make_project(
         {
             "models/t.sql": "{{ config(materialized='table', post_hook='delete from {{ this }} where id = 2') }}"
-                            "select 1 as id union all select 2",
+            "select 1 as id union all select 2",
             "models/u.sql": "{{ config(materialized='table', pre_hook='select 1', "
-                            "post_hook=['delete from {{this}} where id = 1', 'update {{ this}} set id = id * 10']) }}"
-                            "select 1 as id union all select 2",
+            "post_hook=['delete from {{this}} where id = 1', 'update {{ this}} set id = id * 10']) }}"
+            "select 1 as id union all select 2",
         }
     )
     assert load(root).run().success

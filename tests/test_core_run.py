@@ -29,8 +29,10 @@ def test_failing_table_keeps_previous_rows_and_skips_downstream(make_project):
         }
     )
     assert load(root).run().success
-    write_files(root, {"models/t.sql": FAILING_TABLE, "models/other.sql": "{{ config(materialized='table') }}"
-                                                                          "select 43 as answer"})
+    write_files(
+        root,
+        {"models/t.sql": FAILING_TABLE, "models/other.sql": "{{ config(materialized='table') }}select 43 as answer"},
+    )
     results = load(root, threads=2).run()
     assert not results.success
     assert statuses(results) == {"t": "error", "child": "skipped", "grandchild": "skipped", "other": "success"}
@@ -123,14 +125,20 @@ def test_database_open_in_another_process(make_project):
     db = database_path(root)
     db.parent.mkdir(parents=True)
     holder = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(f"""
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(f"""
             import duckdb, sys, time
             con = duckdb.connect({str(db)!r})
             con.execute("create table held(x int)")
             print("ready", flush=True)
             sys.stdin.readline()
-        """)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        """),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
@@ -320,8 +328,10 @@ def test_compile_is_pure(make_project):
 
 def test_run_is_quick_for_a_small_project(make_project):
     """Not a benchmark: a guard against per-node overhead growing by orders of magnitude."""
-    files = {f"models/m{i}.sql": f"select {i} as id" + (f" union all select * from {{{{ ref('m{i - 1}') }}}}"
-                                                      if i else "") for i in range(30)}
+    files = {
+        f"models/m{i}.sql": f"select {i} as id" + (f" union all select * from {{{{ ref('m{i - 1}') }}}}" if i else "")
+        for i in range(30)
+    }
     root = make_project(files)
     started = time.perf_counter()
     assert load(root, threads=2).run().success

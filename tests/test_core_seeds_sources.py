@@ -17,7 +17,7 @@ def test_seed_loads_csv_tables(make_project):
             "seeds/lookup/codes.csv": "code,label\nA,alpha\n",
             "seeds/tabbed.tsv": "k\tv\n1\tone\n",
             "models/people_scores.sql": "{{ config(materialized='table') }}"
-                                        "select name, score * 2 as s from {{ ref('people') }}",
+            "select name, score * 2 as s from {{ ref('people') }}",
         }
     )
     project = load(root)
@@ -76,7 +76,7 @@ def file_sources(make_project):
         {
             "data/users.csv": "id,name\n1,ann\n2,bob\n",
             "data/events.jsonl": '{"user_id": 1, "kind": "click"}\n{"user_id": 2, "kind": "view"}\n'
-                                 '{"user_id": 1, "kind": "view"}\n',
+            '{"user_id": 1, "kind": "view"}\n',
             "data/weird_name.dat": "a|b\n1|2\n",
             "models/sources.yml": """
                 sources:
@@ -103,7 +103,7 @@ def file_sources(make_project):
                 group by u.name
                 """,
             "models/others.sql": "select (select count(*) from {{ source('files', 'templated') }}) as t, "
-                                 "(select sum(a + b) from {{ source('files', 'explicit_reader') }}) as r",
+            "(select sum(a + b) from {{ source('files', 'explicit_reader') }}) as r",
         }
     )
     with duckdb.connect() as con:
@@ -126,7 +126,9 @@ def test_sources_on_csv_jsonl_parquet(file_sources, monkeypatch):
     assert manifest.nodes["source.proj.files.scores"].relation_sql.startswith("read_parquet(")
     assert "data/users.csv" in manifest.nodes["source.proj.files.templated"].relation_sql
     assert set(manifest.dag.parents("model.proj.report")) == {
-        "source.proj.files.users", "source.proj.files.events", "source.proj.files.scores",
+        "source.proj.files.users",
+        "source.proj.files.events",
+        "source.proj.files.scores",
     }
     assert load(root).run().success
     assert query(root, "select name, events, score from report order by name") == [("ann", 2, 0.5), ("bob", 1, 0.9)]
@@ -154,7 +156,7 @@ def test_source_on_duckdb_table(make_project):
                         identifier: items_v2
                 """,
             "models/totals.sql": "select o.id, sum(i.qty) as qty from {{ source('app', 'orders') }} o "
-                                 "join {{ source('app', 'order_items') }} i on i.order_id = o.id group by o.id",
+            "join {{ source('app', 'order_items') }} i on i.order_id = o.id group by o.id",
         }
     )
     database_path(root).parent.mkdir(parents=True)
@@ -210,8 +212,8 @@ def test_reader_format_overrides_the_extension(make_project):
                         format: json
                 """,
             "models/counted.sql": "{{ config(materialized='table') }}select (select count(*) from "
-                               "{{ source('files', 'users') }}) as u, (select count(*) from "
-                               "{{ source('files', 'events') }}) as e",
+            "{{ source('files', 'users') }}) as u, (select count(*) from "
+            "{{ source('files', 'events') }}) as e",
         }
     )
     manifest = load(root).compile()

@@ -39,8 +39,7 @@ def _project(root: Path, model_dir: Path, rows: list[tuple[str, str, str, str]])
     )
     values = ", ".join(f"('{a}', '{b}', '{c}', '{d}')" for a, b, c, d in rows)
     (root / "models" / "inputs.sql").write_text(
-        "{{ config(materialized='table') }}\n"
-        f"select * from (values {values}) as t(id, history, reply, turn)"
+        f"{{{{ config(materialized='table') }}}}\nselect * from (values {values}) as t(id, history, reply, turn)"
     )
     (root / "models" / "signals.sql").write_text(
         "{{ config(materialized='incremental', unique_key='id') }}\n"
@@ -148,7 +147,10 @@ def test_failed_calls_are_null_with_a_status_row_or_fail_the_model(tmp_path: Pat
         f"select llm_extract(t, '{SCHEMA}') as e from (values ('one'), ('two')) as v(t)"
     )
     # two new tokens cannot finish any JSON object: every call fails, visibly
-    config = f"name: f\nllm:\n  models:\n    tiny: {{source: {tiny_model}, max_new_tokens: 2}}\n  roles: {{extractor: tiny}}\n"
+    config = (
+        f"name: f\nllm:\n  models:\n    tiny: {{source: {tiny_model}, max_new_tokens: 2}}\n"
+        "  roles: {extractor: tiny}\n"
+    )
     (root / "wfsql_project.yml").write_text(config)
     ok, _ = (lambda r: (r.success, r))(Project.load(root, console=Console(quiet=True)).run(RunOptions()))
     assert ok
@@ -164,7 +166,8 @@ def test_failed_calls_are_null_with_a_status_row_or_fail_the_model(tmp_path: Pat
 
 def test_two_llm_models_build_in_parallel(tmp_path: Path, tiny_model: Path) -> None:
     root = _project(tmp_path / "p", tiny_model, ROWS)
-    (root / "wfsql_project.yml").write_text((root / "wfsql_project.yml").read_text().replace("threads: 1", "threads: 2"))
+    config = (root / "wfsql_project.yml").read_text()
+    (root / "wfsql_project.yml").write_text(config.replace("threads: 1", "threads: 2"))
     for name in ("left_side", "right_side"):
         (root / "models" / f"{name}.sql").write_text(
             "{{ config(materialized='table') }}\n"

@@ -31,11 +31,14 @@ def model(wf, con):
 
 
 def test_python_model_runs_between_sql_models(tmp_path: Path) -> None:
-    root = _project(tmp_path, {
-        "numbers.sql": "select range as x from range(10)",
-        "stats.py": STATS,
-        "doubled.sql": "select total * 2 as doubled from {{ ref('stats') }}",
-    })
+    root = _project(
+        tmp_path,
+        {
+            "numbers.sql": "select range as x from range(10)",
+            "stats.py": STATS,
+            "doubled.sql": "select total * 2 as doubled from {{ ref('stats') }}",
+        },
+    )
     project = Project.load(root, vars={"scale": 3}, console=Console(quiet=True))
     manifest = project.compile()
     assert manifest.nodes["model.py.stats"].depends_on == ("model.py.numbers",)
@@ -44,8 +47,9 @@ def test_python_model_runs_between_sql_models(tmp_path: Path) -> None:
     assert results.success
     with duckdb.connect(str(root / "target" / "wfsql.duckdb"), read_only=True) as con:
         assert con.execute("select n, total, scale from stats").fetchall() == [(10, 45, 3)]
-        assert con.execute("select table_type from information_schema.tables where table_name='stats'").fetchall() \
-            == [("BASE TABLE",)]
+        assert con.execute("select table_type from information_schema.tables where table_name='stats'").fetchall() == [
+            ("BASE TABLE",)
+        ]
         assert con.execute("select doubled from doubled").fetchall() == [(90,)]
 
 
@@ -56,8 +60,13 @@ def test_unknown_ref_in_python_model_suggests_a_name(tmp_path: Path) -> None:
 
 
 def test_python_model_cannot_be_a_view(tmp_path: Path) -> None:
-    root = _project(tmp_path, {"numbers.sql": "select 1 as x",
-                               "stats.py": "def model(wf, con):\n    wf.config(materialized='view')\n    return []\n"})
+    root = _project(
+        tmp_path,
+        {
+            "numbers.sql": "select 1 as x",
+            "stats.py": "def model(wf, con):\n    wf.config(materialized='view')\n    return []\n",
+        },
+    )
     with pytest.raises(WfsqlError, match="must be materialized as a table"):
         Project.load(root, console=Console(quiet=True)).compile()
 

@@ -117,10 +117,13 @@ def test_compiled_test_sql_is_written(make_project):
 
 
 def test_console_shows_pass_fail_sample_path_and_totals(make_project):
-    root = make_project({
-        **DAG_PROJECT,
-        "models/raw.sql": "select * from (values (1, 'keep'), (null, 'marker-row')) as t(id, label)",
-    }, name="t")
+    root = make_project(
+        {
+            **DAG_PROJECT,
+            "models/raw.sql": "select * from (values (1, 'keep'), (null, 'marker-row')) as t(id, label)",
+        },
+        name="t",
+    )
     buffer = io.StringIO()
     Project.load(root, console=Console(file=buffer, width=200)).build()
     out = buffer.getvalue()

@@ -14,7 +14,9 @@ def _schema(make_project, yaml: str, **models: str):
 
 
 def test_missing_column_is_an_error_naming_file_line_and_key(make_project):
-    root = _schema(make_project, """
+    root = _schema(
+        make_project,
+        """
         models:
           - name: m
             columns:
@@ -23,7 +25,8 @@ def test_missing_column_is_an_error_naming_file_line_and_key(make_project):
               - name: idd
                 tests:
                   - unique
-    """)
+    """,
+    )
     results = load(root).build()
     by_name = {r.name: r for r in results.results}
     assert by_name["not_null_m_id"].status == "pass"
@@ -38,13 +41,16 @@ def test_missing_column_is_an_error_naming_file_line_and_key(make_project):
 def test_missing_column_is_an_error_unbatched_too(make_project):
     from wfsql.api import RunOptions
 
-    root = _schema(make_project, """
+    root = _schema(
+        make_project,
+        """
         models:
           - name: m
             columns:
               - name: nope
                 tests: [not_null]
-    """)
+    """,
+    )
     results = load(root).build(RunOptions(extra={"no_batch_tests": True}))
     (error,) = [r for r in results.results if r.resource_type == "test"]
     assert error.status == "error"
@@ -52,14 +58,19 @@ def test_missing_column_is_an_error_unbatched_too(make_project):
 
 
 def test_tests_for_a_missing_model_are_a_compile_error(make_project):
-    root = _schema(make_project, """
+    root = _schema(
+        make_project,
+        """
         models:
           - name: m
           - name: orderz
             columns:
               - name: id
                 tests: [not_null]
-    """, m="select 1 as id", orders="select 1 as id")
+    """,
+        m="select 1 as id",
+        orders="select 1 as id",
+    )
     with pytest.raises(CompileError) as info:
         load(root).compile()
     text = str(info.value)
@@ -71,7 +82,9 @@ def test_tests_for_a_missing_model_are_a_compile_error(make_project):
 
 def test_model_without_tests_may_be_missing(make_project):
     """Only declaring tests for a missing model is an error; bare descriptions are not this module's business."""
-    root = _schema(make_project, """
+    root = _schema(
+        make_project,
+        """
         models:
           - name: m
             columns:
@@ -79,19 +92,23 @@ def test_model_without_tests_may_be_missing(make_project):
                 tests: [not_null]
           - name: ghost
             description: documented elsewhere
-    """)
+    """,
+    )
     assert "test.t.not_null_m_id" in load(root).compile().nodes
 
 
 def test_unknown_test_name_suggests_the_closest(make_project):
-    root = _schema(make_project, """
+    root = _schema(
+        make_project,
+        """
         models:
           - name: m
             columns:
               - name: id
                 tests:
                   - not_nul
-    """)
+    """,
+    )
     with pytest.raises(CompileError) as info:
         load(root).compile()
     text = str(info.value)
@@ -102,30 +119,36 @@ def test_unknown_test_name_suggests_the_closest(make_project):
 
 
 def test_unknown_custom_test_suggests_project_macro(make_project):
-    root = make_project({
-        "models/m.sql": "select 1 as id",
-        "macros/t.sql": "{% test is_positive(model, column_name) %}select 1 where false{% endtest %}",
-        "models/schema.yml": """
+    root = make_project(
+        {
+            "models/m.sql": "select 1 as id",
+            "macros/t.sql": "{% test is_positive(model, column_name) %}select 1 where false{% endtest %}",
+            "models/schema.yml": """
             models:
               - name: m
                 columns:
                   - name: id
                     tests: [is_positiv]
         """,
-    }, name="t")
+        },
+        name="t",
+    )
     with pytest.raises(CompileError, match="did you mean 'is_positive'"):
         load(root).compile()
 
 
 def test_arguments_that_are_not_a_mapping_are_a_clear_error(make_project):
-    root = _schema(make_project, """
+    root = _schema(
+        make_project,
+        """
         models:
           - name: m
             columns:
               - name: s
                 tests:
                   - accepted_values: [a, b]
-    """)
+    """,
+    )
     with pytest.raises(CompileError) as info:
         load(root).compile()
     text = str(info.value)
@@ -134,14 +157,17 @@ def test_arguments_that_are_not_a_mapping_are_a_clear_error(make_project):
 
 
 def test_missing_required_argument_names_the_key(make_project):
-    root = _schema(make_project, """
+    root = _schema(
+        make_project,
+        """
         models:
           - name: m
             columns:
               - name: s
                 tests:
                   - accepted_values: {}
-    """)
+    """,
+    )
     with pytest.raises(CompileError) as info:
         load(root).compile()
     text = str(info.value)
@@ -149,14 +175,19 @@ def test_missing_required_argument_names_the_key(make_project):
 
 
 def test_relationships_to_missing_model(make_project):
-    root = _schema(make_project, """
+    root = _schema(
+        make_project,
+        """
         models:
           - name: m
             columns:
               - name: id
                 tests:
                   - relationships: {to: "ref('parents')", field: id}
-    """, m="select 1 as id", parent="select 1 as id")
+    """,
+        m="select 1 as id",
+        parent="select 1 as id",
+    )
     with pytest.raises(CompileError) as info:
         load(root).compile()
     text = str(info.value)
@@ -169,27 +200,33 @@ def test_relationships_to_missing_model(make_project):
     [("{severity: fatal}", "severity"), ("{limit: -1}", "limit"), ("{warn_if: 'above 3'}", "warn_if")],
 )
 def test_bad_config_values_are_compile_errors(make_project, config, words):
-    root = _schema(make_project, f"""
+    root = _schema(
+        make_project,
+        f"""
         models:
           - name: m
             columns:
               - name: id
                 tests:
                   - not_null: {config}
-    """)
+    """,
+    )
     with pytest.raises(CompileError) as info:
         load(root).compile()
     assert words in str(info.value) and "schema.yml:6" in str(info.value)
 
 
 def test_several_problems_are_reported_together(make_project):
-    root = _schema(make_project, """
+    root = _schema(
+        make_project,
+        """
         models:
           - name: m
             columns:
               - name: id
                 tests: [not_nul, uniqe]
-    """)
+    """,
+    )
     with pytest.raises(CompileErrors) as info:
         load(root).compile()
     assert len(info.value.errors) == 2
@@ -203,13 +240,16 @@ def test_singular_test_with_unknown_ref(make_project):
 
 
 def test_testing_an_unbuilt_model_says_build_it_first(make_project):
-    root = _schema(make_project, """
+    root = _schema(
+        make_project,
+        """
         models:
           - name: m
             columns:
               - name: id
                 tests: [not_null]
-    """)
+    """,
+    )
     results = load(root).test()
     (result,) = results.results
     assert result.status == "error"

@@ -108,18 +108,22 @@ class DuckDBAdapter:
         Worker threads call this too, so it only ever queries through the calling thread's cursor.
         """
         if self._catalog is None:
-            rows = self.cursor().execute(
-                "select schema_name, table_name, 'table' from duckdb_tables() where not internal "
-                "and database_name = current_database() "
-                "union all select schema_name, view_name, 'view' from duckdb_views() where not internal "
-                "and database_name = current_database()"
-            ).fetchall()
+            rows = (
+                self.cursor()
+                .execute(
+                    "select schema_name, table_name, 'table' from duckdb_tables() where not internal "
+                    "and database_name = current_database() "
+                    "union all select schema_name, view_name, 'view' from duckdb_views() where not internal "
+                    "and database_name = current_database()"
+                )
+                .fetchall()
+            )
             self._catalog = {(s.lower(), n.lower()): ExistingRelation(s, n, t) for s, n, t in rows}
             self._schemas = {
                 row[0].lower()
-                for row in self.cursor().execute(
-                    "select schema_name from duckdb_schemas() where database_name = current_database()"
-                ).fetchall()
+                for row in self.cursor()
+                .execute("select schema_name from duckdb_schemas() where database_name = current_database()")
+                .fetchall()
             }
         return self._catalog
 
@@ -143,11 +147,15 @@ class DuckDBAdapter:
                     self._schemas.add(schema.lower())
 
     def columns(self, relation: Relation) -> list[tuple[str, str]]:
-        rows = self.cursor().execute(
-            "select column_name, data_type from duckdb_columns() where database_name = current_database() "
-            "and schema_name = ? and table_name = ? order by column_index",
-            [relation.schema, relation.identifier],
-        ).fetchall()
+        rows = (
+            self.cursor()
+            .execute(
+                "select column_name, data_type from duckdb_columns() where database_name = current_database() "
+                "and schema_name = ? and table_name = ? order by column_index",
+                [relation.schema, relation.identifier],
+            )
+            .fetchall()
+        )
         return [(str(name), str(dtype)) for name, dtype in rows]
 
     # ----------------------------------------------------------------------------- execution

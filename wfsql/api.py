@@ -96,12 +96,19 @@ class Project:
         return self._manifest
 
     def select(
-        self, select: Sequence[str] = (), exclude: Sequence[str] = (), *, resource_types: Sequence[str] | None = None,
+        self,
+        select: Sequence[str] = (),
+        exclude: Sequence[str] = (),
+        *,
+        resource_types: Sequence[str] | None = None,
         state: dict[str, str] | None = None,
     ) -> set[str]:
         manifest = self.compile()
         context = SelectionContext(
-            manifest.nodes, manifest.dag, self.config.name, self.config.model_paths,
+            manifest.nodes,
+            manifest.dag,
+            self.config.name,
+            self.config.model_paths,
             state=state if state is not None else self._state_if_needed(select, exclude),
         )
         return select_nodes(context, select, exclude, resource_types=resource_types)
@@ -175,7 +182,8 @@ class Project:
                 if node.resource_type == "test" and set(node.depends_on) & chosen and uid not in excluded:
                     chosen.add(uid)
         return {
-            uid for uid in chosen
+            uid
+            for uid in chosen
             if manifest.nodes[uid].resource_type in resource_types
             or ("model" in resource_types and _is_loader(manifest.nodes[uid]))
         }
@@ -199,9 +207,13 @@ class Project:
             existing = {key: rel.type for key, rel in adapter.catalog().items()}
             plan = make_plan(manifest, selected, built=built, existing=existing, full_refresh=options.full_refresh)
             results = self._run_plan(command, manifest, adapter, plan, options)
-        results.args = {"select": list(options.select), "exclude": list(options.exclude),
-                        "full_refresh": options.full_refresh, "threads": self.config.threads,
-                        "target": self.config.target_name}
+        results.args = {
+            "select": list(options.select),
+            "exclude": list(options.exclude),
+            "full_refresh": options.full_refresh,
+            "threads": self.config.threads,
+            "target": self.config.target_name,
+        }
         results.write(self.config.target_dir)
         self.console.summary(results)
         return results
@@ -222,8 +234,9 @@ class Project:
 
         executor = self._executor(manifest, adapter, options, plan)
         dag = _gated_dag(manifest, plan) if command == "build" else None
-        runner = Runner(manifest, adapter, self.console, self.config.threads, executor, dag=dag,
-                        fail_fast=options.fail_fast)
+        runner = Runner(
+            manifest, adapter, self.console, self.config.threads, executor, dag=dag, fail_fast=options.fail_fast
+        )
         return runner.run(plan, command)
 
     def _executor(self, manifest: Manifest, adapter: DuckDBAdapter, options: RunOptions, plan: Plan):
@@ -263,7 +276,9 @@ class Project:
                 from wfsql.conversation_sources import load_conversation_source
 
                 loaded = load_conversation_source(
-                    adapter, node, schema=str(node.config.get("schema", node.source_name)),  # type: ignore[attr-defined]
+                    adapter,
+                    node,
+                    schema=str(node.config.get("schema", node.source_name)),  # type: ignore[attr-defined]
                     strict=bool(options.extra.get("strict")),
                 )
                 return model_result(node, BuildOutcome(loaded.message, loaded.rows_affected), None)
@@ -274,7 +289,8 @@ class Project:
                     first = " ".join(str(exc).strip().splitlines()[:2])
                     raise DatabaseError(
                         f"test {node.name} failed in DuckDB: {first}; declared at {node.declared_at}",
-                        node=f"test {node.name}", hint=f"the compiled test SQL is in {shown}",
+                        node=f"test {node.name}",
+                        hint=f"the compiled test SQL is in {shown}",
                     ) from None
             try:
                 if isinstance(node, SeedNode):
@@ -302,8 +318,10 @@ class Project:
         from wfsql.llm.runtime import LLMRuntime, LLMSettings
 
         return LLMRuntime(
-            LLMSettings.parse(self.config.llm, self.config.root), console=self.console,
-            limit=options.extra.get("llm_limit"), dry_run=bool(options.extra.get("dry_run")),
+            LLMSettings.parse(self.config.llm, self.config.root),
+            console=self.console,
+            limit=options.extra.get("llm_limit"),
+            dry_run=bool(options.extra.get("dry_run")),
         )
 
     def show(self, name: str, limit: int = 10) -> tuple[list[str], list[tuple[Any, ...]]]:

@@ -18,7 +18,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-ProjectDir = Annotated[Path | None, typer.Option("--project-dir", help="Folder with wfsql_project.yml or dbt_project.yml.")]
+ProjectDir = Annotated[
+    Path | None, typer.Option("--project-dir", help="Folder with wfsql_project.yml or dbt_project.yml.")
+]
 Target = Annotated[str | None, typer.Option("--target", "-t", help="Named target (database) from the project file.")]
 Vars = Annotated[str | None, typer.Option("--vars", help="YAML/JSON mapping overriding project vars.")]
 Threads = Annotated[int | None, typer.Option("--threads", min=1, help="Nodes to run in parallel.")]
@@ -58,7 +60,7 @@ def _parse_vars(text: str | None) -> dict[str, Any] | None:
     return value
 
 
-def _project(  # noqa: ANN202
+def _project(
     project_dir: Path | None, target: str | None, vars: str | None, threads: int | None, quiet: bool = False
 ):
     from wfsql.api import Project
@@ -74,14 +76,20 @@ def _project(  # noqa: ANN202
     )
 
 
-def _options(  # noqa: ANN202
-    select: list[str] | None, exclude: list[str] | None, full_refresh: bool = False, fail_fast: bool = False,
+def _options(
+    select: list[str] | None,
+    exclude: list[str] | None,
+    full_refresh: bool = False,
+    fail_fast: bool = False,
     **extra: Any,
 ):
     from wfsql.api import RunOptions
 
     return RunOptions(
-        select=tuple(select or ()), exclude=tuple(exclude or ()), full_refresh=full_refresh, fail_fast=fail_fast,
+        select=tuple(select or ()),
+        exclude=tuple(exclude or ()),
+        full_refresh=full_refresh,
+        fail_fast=fail_fast,
         extra=extra,
     )
 
@@ -106,8 +114,13 @@ def init(
 
 @app.command()
 def compile(
-    project_dir: ProjectDir = None, target: Target = None, vars: Vars = None, threads: Threads = None,
-    select: Select = None, exclude: Exclude = None, quiet: Quiet = False,
+    project_dir: ProjectDir = None,
+    target: Target = None,
+    vars: Vars = None,
+    threads: Threads = None,
+    select: Select = None,
+    exclude: Exclude = None,
+    quiet: Quiet = False,
 ) -> None:
     """Render and check every model; write target/manifest.json and target/compiled/. No database."""
     project = _project(project_dir, target, vars, threads, quiet)
@@ -121,9 +134,18 @@ def compile(
 
 @app.command()
 def run(
-    project_dir: ProjectDir = None, target: Target = None, vars: Vars = None, threads: Threads = None,
-    select: Select = None, exclude: Exclude = None, full_refresh: FullRefresh = False, quiet: Quiet = False,
-    llm_limit: LlmLimit = None, dry_run: DryRun = False, strict: Strict = False, fail_fast: FailFast = False,
+    project_dir: ProjectDir = None,
+    target: Target = None,
+    vars: Vars = None,
+    threads: Threads = None,
+    select: Select = None,
+    exclude: Exclude = None,
+    full_refresh: FullRefresh = False,
+    quiet: Quiet = False,
+    llm_limit: LlmLimit = None,
+    dry_run: DryRun = False,
+    strict: Strict = False,
+    fail_fast: FailFast = False,
 ) -> None:
     """Build the selected models in DuckDB."""
     project = _project(project_dir, target, vars, threads, quiet)
@@ -133,8 +155,13 @@ def run(
 
 @app.command()
 def seed(
-    project_dir: ProjectDir = None, target: Target = None, vars: Vars = None, threads: Threads = None,
-    select: Select = None, exclude: Exclude = None, quiet: Quiet = False,
+    project_dir: ProjectDir = None,
+    target: Target = None,
+    vars: Vars = None,
+    threads: Threads = None,
+    select: Select = None,
+    exclude: Exclude = None,
+    quiet: Quiet = False,
 ) -> None:
     """Load seeds/*.csv into tables."""
     project = _project(project_dir, target, vars, threads, quiet)
@@ -143,8 +170,13 @@ def seed(
 
 @app.command()
 def test(
-    project_dir: ProjectDir = None, target: Target = None, vars: Vars = None, threads: Threads = None,
-    select: Select = None, exclude: Exclude = None, quiet: Quiet = False,
+    project_dir: ProjectDir = None,
+    target: Target = None,
+    vars: Vars = None,
+    threads: Threads = None,
+    select: Select = None,
+    exclude: Exclude = None,
+    quiet: Quiet = False,
 ) -> None:
     """Run data-quality tests of the selected nodes."""
     project = _project(project_dir, target, vars, threads, quiet)
@@ -153,9 +185,17 @@ def test(
 
 @app.command()
 def build(
-    project_dir: ProjectDir = None, target: Target = None, vars: Vars = None, threads: Threads = None,
-    select: Select = None, exclude: Exclude = None, full_refresh: FullRefresh = False, quiet: Quiet = False,
-    llm_limit: LlmLimit = None, strict: Strict = False, fail_fast: FailFast = False,
+    project_dir: ProjectDir = None,
+    target: Target = None,
+    vars: Vars = None,
+    threads: Threads = None,
+    select: Select = None,
+    exclude: Exclude = None,
+    full_refresh: FullRefresh = False,
+    quiet: Quiet = False,
+    llm_limit: LlmLimit = None,
+    strict: Strict = False,
+    fail_fast: FailFast = False,
 ) -> None:
     """Seeds, models and tests in DAG order; a failed test stops what depends on its model."""
     project = _project(project_dir, target, vars, threads, quiet)
@@ -164,8 +204,11 @@ def build(
 
 @app.command("ls")
 def list_nodes(
-    project_dir: ProjectDir = None, target: Target = None, vars: Vars = None,
-    select: Select = None, exclude: Exclude = None,
+    project_dir: ProjectDir = None,
+    target: Target = None,
+    vars: Vars = None,
+    select: Select = None,
+    exclude: Exclude = None,
     resource_type: Annotated[str | None, typer.Option("--resource-type")] = None,
 ) -> None:
     """List nodes (after selection) with their type and materialisation."""
@@ -179,7 +222,9 @@ def list_nodes(
 def show(
     model: Annotated[str, typer.Argument(help="Model or seed name.")],
     limit: Annotated[int, typer.Option("--limit", "-n", min=1)] = 10,
-    project_dir: ProjectDir = None, target: Target = None, vars: Vars = None,
+    project_dir: ProjectDir = None,
+    target: Target = None,
+    vars: Vars = None,
 ) -> None:
     """Print the first rows of a model as a table."""
     project = _project(project_dir, target, vars, None, True)
@@ -192,7 +237,8 @@ def export(
     model: Annotated[str, typer.Argument(help="A pairs model: prompt (messages), chosen, rejected.")],
     format: Annotated[str, typer.Option("--format", "-f", help="trl | wildfeedback | parquet")] = "trl",
     output: Annotated[Path | None, typer.Option("--output", "-o", help="File to write.")] = None,
-    project_dir: ProjectDir = None, target: Target = None,
+    project_dir: ProjectDir = None,
+    target: Target = None,
 ) -> None:
     """Export preference pairs for training (TRL DPO, the released wildfeedback.json shape, Parquet)."""
     project = _project(project_dir, target, None, None)
@@ -202,7 +248,8 @@ def export(
 
 @app.command()
 def clean(
-    project_dir: ProjectDir = None, target: Target = None,
+    project_dir: ProjectDir = None,
+    target: Target = None,
     database: Annotated[
         bool, typer.Option("--database", help="Also delete the DuckDB file (and its LLM cache).")
     ] = False,

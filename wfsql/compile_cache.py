@@ -52,8 +52,16 @@ class CompileCache:
     @classmethod
     def open(cls, config: ProjectConfig, macros: Iterable[MacroFile]) -> CompileCache:
         environment = fingerprint(
-            __version__, _code_stamp(), config.flavor, config.name, config.target_name, config.schema, config.database,
-            config.threads, config.vars, [(str(m.path), m.text) for m in macros],
+            __version__,
+            _code_stamp(),
+            config.flavor,
+            config.name,
+            config.target_name,
+            config.schema,
+            config.database,
+            config.threads,
+            config.vars,
+            [(str(m.path), m.text) for m in macros],
         )
         path = config.target_dir / CACHE_FILE
         cache = cls(path=path, environment=environment)
@@ -115,7 +123,10 @@ class CompileCache:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         temporary = self.path.with_suffix(".tmp")
         payload: dict[str, Any] = {
-            "environment": self.environment, "renders": self.renders, "parses": self.parses, "manifest": self.manifest,
+            "environment": self.environment,
+            "renders": self.renders,
+            "parses": self.parses,
+            "manifest": self.manifest,
         }
         with temporary.open("wb") as handle:
             pickle.dump(payload, handle, protocol=pickle.HIGHEST_PROTOCOL)

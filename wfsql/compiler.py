@@ -51,9 +51,14 @@ from wfsql.sql_analysis import analyze_sql
 EPHEMERAL_PREFIX = "__wfsql_cte__"
 LLM_FUNCTION_NAMES = frozenset({"llm_classify", "llm_extract", "llm_generate", "llm_embed", "feedback_signal"})
 _FILE_READERS = {
-    ".csv": "read_csv_auto", ".tsv": "read_csv_auto", ".txt": "read_csv_auto",
-    ".json": "read_json_auto", ".jsonl": "read_json_auto", ".ndjson": "read_json_auto",
-    ".parquet": "read_parquet", ".pq": "read_parquet",
+    ".csv": "read_csv_auto",
+    ".tsv": "read_csv_auto",
+    ".txt": "read_csv_auto",
+    ".json": "read_json_auto",
+    ".jsonl": "read_json_auto",
+    ".ndjson": "read_json_auto",
+    ".parquet": "read_parquet",
+    ".pq": "read_parquet",
 }
 
 
@@ -113,7 +118,8 @@ def _project_digest(config: ProjectConfig, files: ProjectFiles) -> str:
         files_fingerprint(resolve_pattern(config.root, str(table["path"])))
         for entry in files.sources
         for table in entry.data.get("tables") or []
-        if isinstance(table, dict) and table.get("path")
+        if isinstance(table, dict)
+        and table.get("path")
         and is_conversation_format(table.get("format") or entry.data.get("format"))
     ]
     return fingerprint(
@@ -124,7 +130,11 @@ def _project_digest(config: ProjectConfig, files: ProjectFiles) -> str:
         seeds,
         logs,
         files.doc_blocks,
-        config.model_tree, config.seed_tree, config.test_tree, config.schema, config.flavor,
+        config.model_tree,
+        config.seed_tree,
+        config.test_tree,
+        config.schema,
+        config.flavor,
         sorted(os.environ.items()) if _reads_environment(files) else None,
     )
 
@@ -263,8 +273,7 @@ class _Builder:
                 self.errors.append(exc)
                 continue
             relation = Relation(self._schema(merged.get("schema")), str(merged.get("alias") or name))
-            models[name] = _Pending(file=file, render=result, config=merged, kind=kind, relation=relation,
-                                    props=props)
+            models[name] = _Pending(file=file, render=result, config=merged, kind=kind, relation=relation, props=props)
         for name, entry in self.properties.items():
             if name not in rendered:
                 self.warnings.append(
@@ -329,8 +338,10 @@ class _Builder:
                 key_path = (*entry.key_path, "tables", index)
                 if not isinstance(table, dict) or "name" not in table:
                     self.errors.append(
-                        CompileError(f"source {source_name!r}: tables[{index}] needs a `name:`",
-                                     location=entry.doc.location(key_path))
+                        CompileError(
+                            f"source {source_name!r}: tables[{index}] needs a `name:`",
+                            location=entry.doc.location(key_path),
+                        )
                     )
                     continue
                 try:
@@ -344,27 +355,37 @@ class _Builder:
                 existing = sources.get((source_name, table["name"]))
                 if existing is not None and existing.loaded_by:  # tests/docs on a conversation source's table
                     sources[(source_name, table["name"])] = replace(
-                        existing, description=node.description or existing.description,
-                        columns=node.columns or existing.columns, tags=node.tags or existing.tags,
+                        existing,
+                        description=node.description or existing.description,
+                        columns=node.columns or existing.columns,
+                        tags=node.tags or existing.tags,
                     )
                     continue
                 if existing is not None:
                     self.errors.append(
-                        CompileError(f"source {source_name}.{table['name']} is declared twice",
-                                     location=entry.doc.location(key_path))
+                        CompileError(
+                            f"source {source_name}.{table['name']} is declared twice",
+                            location=entry.doc.location(key_path),
+                        )
                     )
                 sources[(source_name, table["name"])] = node
         return sources
 
     def _source_node(
-        self, entry: PropertyEntry, source_name: str, meta: dict[str, Any], config: dict[str, Any],
+        self,
+        entry: PropertyEntry,
+        source_name: str,
+        meta: dict[str, Any],
+        config: dict[str, Any],
         table: dict[str, Any],
     ) -> SourceNode:
         name = str(table["name"])
         table_meta = {**meta, **(table.get("meta") or {})}
         table_config = {**config, **(table.get("config") or {})}
         location = (
-            table.get("path") or table.get("external_location") or table_meta.get("external_location")
+            table.get("path")
+            or table.get("external_location")
+            or table_meta.get("external_location")
             or table_config.get("external_location")
         )
         fmt = table.get("format") or entry.data.get("format")
@@ -416,10 +437,13 @@ class _Builder:
         """A conversation log source: one loader node plus its turn and quarantine tables."""
         location = table.get("path") or table.get("external_location")
         if not location:
-            self.errors.append(CompileError(
-                f"source {node.source_name}.{node.name} has format {node.format!r} but no `path:`",
-                location=entry.location, hint="point `path:` at the log files (a file, folder or glob)",
-            ))
+            self.errors.append(
+                CompileError(
+                    f"source {node.source_name}.{node.name} has format {node.format!r} but no `path:`",
+                    location=entry.location,
+                    hint="point `path:` at the log files (a file, folder or glob)",
+                )
+            )
             return
         pattern = resolve_pattern(self.config.root, str(location))
         schema = str(table.get("schema") or entry.data.get("schema") or node.source_name)
@@ -467,9 +491,11 @@ class _Builder:
             path = Path(os.path.expanduser(location))
             target = str(path if path.is_absolute() else self.config.root / path)
         suffixes = [s.lower() for s in Path(target).suffixes if s.lower() not in (".gz", ".zst", ".gzip")]
-        reader = {"csv": "read_csv_auto", "json": "read_json_auto", "parquet": "read_parquet"}.get(
-            str(fmt or "").lower()
-        ) or (_FILE_READERS.get(suffixes[-1]) if suffixes else None) or "read_csv_auto"
+        reader = (
+            {"csv": "read_csv_auto", "json": "read_json_auto", "parquet": "read_parquet"}.get(str(fmt or "").lower())
+            or (_FILE_READERS.get(suffixes[-1]) if suffixes else None)
+            or "read_csv_auto"
+        )
         literal = target.replace("'", "''")
         return f"{reader}('{literal}')", target
 
@@ -533,6 +559,7 @@ class _Builder:
             return source.relation_sql
 
         for pending in models.values():
+
             def substitute(match: re.Match[str], pending: _Pending = pending) -> str:
                 return relation_text(pending, match.group(1), match.group(2))
 
@@ -546,12 +573,14 @@ class _Builder:
             self._check_sql(name, pending, models)
             llm_calls = pending.functions & LLM_FUNCTION_NAMES
             if llm_calls and isinstance(pending.kind, View | Ephemeral):
-                self.errors.append(CompileError(
-                    f"model {name!r} calls {', '.join(sorted(llm_calls))} but is a {pending.kind.kind}: its LLM "
-                    "answers would be recomputed on every read",
-                    location=Location(pending.file.path),
-                    hint="materialise it as a table or incremental model: {{ config(materialized='table') }}",
-                ))
+                self.errors.append(
+                    CompileError(
+                        f"model {name!r} calls {', '.join(sorted(llm_calls))} but is a {pending.kind.kind}: its LLM "
+                        "answers would be recomputed on every read",
+                        location=Location(pending.file.path),
+                        hint="materialise it as a table or incremental model: {{ config(materialized='table') }}",
+                    )
+                )
         for pending in models.values():
             pending.compiled_sql = self._with_ephemerals(pending.linked_sql, pending, models)
             if pending.linked_incremental_sql is not None:
@@ -570,17 +599,21 @@ class _Builder:
                 node=f"model {pending.file.name}",
                 snippet=source_snippet(pending.file.text, line) if line else None,
                 hint="create the model, or declare the source in a YAML file under models/"
-                if kind == "source" else "ref() takes a model or seed file name without .sql",
+                if kind == "source"
+                else "ref() takes a model or seed file name without .sql",
             )
         )
 
     def _check_sql(self, name: str, pending: _Pending, models: dict[str, _Pending]) -> None:
         if pending.is_python:
             if not isinstance(pending.kind, Table):
-                self.errors.append(CompileError(
-                    f"Python model {name!r} must be materialized as a table, not {pending.kind.kind}",
-                    location=Location(pending.file.path), hint="wf.config(materialized='table') or leave it out",
-                ))
+                self.errors.append(
+                    CompileError(
+                        f"Python model {name!r} must be materialized as a table, not {pending.kind.kind}",
+                        location=Location(pending.file.path),
+                        hint="wf.config(materialized='table') or leave it out",
+                    )
+                )
             return
         for sql in filter(None, (pending.linked_sql, pending.linked_incremental_sql)):
             key = self.cache.sql_key(sql)
@@ -687,8 +720,12 @@ class _Builder:
                 path=pending.file.rel,
                 depends_on=parents,
                 fingerprint=fingerprint(
-                    "model", pending.compiled_sql, pending.compiled_incremental_sql, config,
-                    str(pending.relation), [nodes[p].fingerprint for p in parents],
+                    "model",
+                    pending.compiled_sql,
+                    pending.compiled_incremental_sql,
+                    config,
+                    str(pending.relation),
+                    [nodes[p].fingerprint for p in parents],
                 ),
                 tags=tuple(config.get("tags", [])),
                 config=config,
@@ -753,9 +790,7 @@ def _model_kind(config: dict[str, Any]) -> ModelKind:
         keys = (unique_key,) if isinstance(unique_key, str) else tuple(unique_key)
         strategy = config.get("incremental_strategy") or ("delete+insert" if keys else "append")
         if strategy not in ("append", "merge", "delete+insert"):
-            raise CompileError(
-                f"unknown incremental_strategy {strategy!r}", hint="use append, merge or delete+insert"
-            )
+            raise CompileError(f"unknown incremental_strategy {strategy!r}", hint="use append, merge or delete+insert")
         if strategy != "append" and not keys:
             raise CompileError(f"incremental_strategy {strategy!r} needs a unique_key")
         on_change = config.get("on_schema_change") or "ignore"
@@ -765,14 +800,10 @@ def _model_kind(config: dict[str, Any]) -> ModelKind:
                 hint="use ignore, fail, append_new_columns or sync_all_columns",
             )
         return Incremental(strategy=strategy, unique_key=keys, on_schema_change=on_change)
-    raise CompileError(
-        f"unknown materialization {materialized!r}", hint=f"use one of {', '.join(MATERIALIZATIONS)}"
-    )
+    raise CompileError(f"unknown materialization {materialized!r}", hint=f"use one of {', '.join(MATERIALIZATIONS)}")
 
 
-def _index_properties(
-    entries: list[PropertyEntry], kind: str, errors: list[WfsqlError]
-) -> dict[str, PropertyEntry]:
+def _index_properties(entries: list[PropertyEntry], kind: str, errors: list[WfsqlError]) -> dict[str, PropertyEntry]:
     index: dict[str, PropertyEntry] = {}
     for entry in entries:
         name = entry.data["name"]
@@ -821,7 +852,7 @@ def _strip_semicolon(sql: str) -> str:
     stripped = sql.rstrip()
     while stripped.endswith(";"):
         stripped = stripped[:-1].rstrip()
-    return stripped + sql[len(sql.rstrip()):] if stripped != sql.rstrip() else sql
+    return stripped + sql[len(sql.rstrip()) :] if stripped != sql.rstrip() else sql
 
 
 def _line_of_call(text: str, name: str) -> int | None:
@@ -859,5 +890,5 @@ def _prepend_ctes(ctes: str, sql: str) -> str:
     with_clause = _WITH.match(sql, start)
     if with_clause:
         keyword = sql[start : with_clause.end()]
-        return f"{sql[:start]}{keyword}{ctes},\n{sql[with_clause.end():]}"
+        return f"{sql[:start]}{keyword}{ctes},\n{sql[with_clause.end() :]}"
     return f"{sql[:start]}with {ctes}\n{sql[start:]}"

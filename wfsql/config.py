@@ -22,15 +22,46 @@ DEFAULT_DATABASE = "target/wfsql.duckdb"
 # Node configs a folder tree, a properties file or config() may set. Lists and dicts merge down the tree.
 MODEL_CONFIG_KEYS = frozenset(
     {
-        "materialized", "schema", "alias", "tags", "enabled", "unique_key", "incremental_strategy",
-        "on_schema_change", "full_refresh", "meta", "docs", "pre_hook", "post_hook", "persist_docs",
-        "description", "database", "grants", "contract", "column_types", "quote_columns", "delimiter",
-        "severity", "warn_if", "error_if", "limit", "where", "store_failures", "fail_calc", "llm",
-        "sql_header", "packages", "group", "access", "quoting", "strategy", "batch_size", "on_error",
+        "materialized",
+        "schema",
+        "alias",
+        "tags",
+        "enabled",
+        "unique_key",
+        "incremental_strategy",
+        "on_schema_change",
+        "full_refresh",
+        "meta",
+        "docs",
+        "pre_hook",
+        "post_hook",
+        "persist_docs",
+        "description",
+        "database",
+        "grants",
+        "contract",
+        "column_types",
+        "quote_columns",
+        "delimiter",
+        "severity",
+        "warn_if",
+        "error_if",
+        "limit",
+        "where",
+        "store_failures",
+        "fail_calc",
+        "llm",
+        "sql_header",
+        "packages",
+        "group",
+        "access",
+        "quoting",
+        "strategy",
+        "batch_size",
+        "on_error",
     }
 )
-DICT_CONFIG_KEYS = frozenset({"meta", "docs", "persist_docs", "column_types", "grants", "contract", "llm",
-                              "quoting"})
+DICT_CONFIG_KEYS = frozenset({"meta", "docs", "persist_docs", "column_types", "grants", "contract", "llm", "quoting"})
 MATERIALIZATIONS = ("view", "table", "incremental", "ephemeral")
 
 
@@ -48,8 +79,14 @@ class Field:
     many: bool = False  # a string is accepted as a one-item list
 
 
-_TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", dict: "a dictionary (mapping)",
-               list: "a list", type(None): "nothing"}
+_TYPE_NAMES = {
+    str: "a string",
+    int: "an integer",
+    float: "a number",
+    dict: "a dictionary (mapping)",
+    list: "a list",
+    type(None): "nothing",
+}
 
 TARGET_SCHEMA: dict[str, Field] = {
     "database": Field((str,)),
@@ -97,8 +134,8 @@ def validate_mapping(
         if key not in out:
             if spec.default is None and key == "name" and path == ():
                 problems.append(((key,), "is required"))
-            out[key] = validate_mapping({}, spec.children, (*path, key), problems) if spec.children else _copy(
-                spec.default
+            out[key] = (
+                validate_mapping({}, spec.children, (*path, key), problems) if spec.children else _copy(spec.default)
             )
     return out
 

@@ -101,12 +101,18 @@ class Console:
     def progress(self, description: str, total: int | None) -> Iterator[Any]:
         """A progress bar with rows/s and ETA; yields a callable advance(n)."""
         progress = Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), console=self.rich, transient=True,
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]}"),
+            TimeRemainingColumn(),
+            console=self.rich,
+            transient=True,
             disable=self.quiet,
         )
         task = progress.add_task(description, total=total, rate="")
         with progress:
+
             def advance(amount: int = 1) -> None:
                 progress.advance(task, amount)
                 elapsed = progress.tasks[0].elapsed or 0

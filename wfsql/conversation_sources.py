@@ -42,7 +42,9 @@ def files_fingerprint(pattern: str) -> str:
     for name in matched:
         path = Path(name)
         if path.is_dir():
-            stats.extend((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(path.rglob("*")) if p.is_file())
+            stats.extend(
+                (str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(path.rglob("*")) if p.is_file()
+            )
         elif path.exists():
             stat = path.stat()
             stats.append((name, stat.st_size, stat.st_mtime_ns))
@@ -72,7 +74,8 @@ def load_conversation_source(
         ) from None
     except FileNotFoundError as exc:
         raise WfsqlError(
-            f"source {node.source_name}.{node.name}: {exc}", node=f"source {node.source_name}.{node.name}",
+            f"source {node.source_name}.{node.name}: {exc}",
+            node=f"source {node.source_name}.{node.name}",
             hint=f"check `path:` in {node.path}",
         ) from None
     tables = {

@@ -91,7 +91,7 @@ class DAG:
                     stack[-1] = (node, index + 1)
                     child = children[index]
                     if colour[child] == grey:
-                        return [*path[path.index(child):], child]
+                        return [*path[path.index(child) :], child]
                     if colour[child] == white:
                         colour[child] = grey
                         stack.append((child, 0))

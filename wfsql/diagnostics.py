@@ -55,7 +55,9 @@ def _project_rows(project_dir: Path, target: str | None) -> list[tuple[str, str]
         import duckdb
 
         with duckdb.connect(str(path), read_only=True) as con:
-            count = con.execute("select count(*) from duckdb_tables() where not internal and schema_name <> '_wfsql'").fetchall()[0]
+            count = con.execute(
+                "select count(*) from duckdb_tables() where not internal and schema_name <> '_wfsql'"
+            ).fetchall()[0]
         rows.append(("database status", f"opens; {count[0] if count else 0} table(s)"))
     except Exception as exc:
         rows.append(("database status", f"cannot open: {str(exc).splitlines()[0]}"))

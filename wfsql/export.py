@@ -30,7 +30,9 @@ def to_trl(row: dict[str, Any]) -> dict[str, Any]:
 def to_wildfeedback(row: dict[str, Any]) -> dict[str, Any]:
     """The released wildfeedback.json shape: ShareGPT turns ending with a human turn, chosen, rejected."""
     return {
-        "conversations": [{"from": _SHAREGPT_ROLE.get(m["role"], m["role"]), "value": m["content"]} for m in row["prompt"]],
+        "conversations": [
+            {"from": _SHAREGPT_ROLE.get(m["role"], m["role"]), "value": m["content"]} for m in row["prompt"]
+        ],
         "chosen": {"from": "gpt", "value": row["chosen"]},
         "rejected": {"from": "gpt", "value": row["rejected"]},
     }

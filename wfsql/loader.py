@@ -134,7 +134,8 @@ def _read_properties(path: Path, files: ProjectFiles) -> None:
         for index, item in enumerate(items):
             if not isinstance(item, dict) or not isinstance(item.get("name"), str):
                 raise YamlError(
-                    f"{key}[{index}] needs a `name:`", location=doc.location((key, index)),
+                    f"{key}[{index}] needs a `name:`",
+                    location=doc.location((key, index)),
                     hint=f"each entry under `{key}:` starts with `- name: ...`",
                 )
             bucket.append(PropertyEntry(doc, (key, index), item))

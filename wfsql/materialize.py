@@ -32,7 +32,11 @@ class BuildOutcome:
 
 
 def build_model(
-    adapter: DuckDBAdapter, node: ModelNode, *, full_refresh: bool = False, llm: Any = None,
+    adapter: DuckDBAdapter,
+    node: ModelNode,
+    *,
+    full_refresh: bool = False,
+    llm: Any = None,
     variables: dict[str, Any] | None = None,
 ) -> BuildOutcome:
     """Build one model; `llm` (an LLMRuntime) answers its LLM calls first, as set operations."""
@@ -178,12 +182,8 @@ def _reconcile_columns(
     cursor: duckdb.DuckDBPyConnection, adapter: DuckDBAdapter, node: ModelNode, kind: Incremental, temp: str
 ) -> list[str]:
     """Columns to write, after applying on_schema_change to new/removed columns."""
-    incoming = [
-        (row[0], row[1]) for row in cursor.execute(f"describe {temp}").fetchall()
-    ]
-    existing = [
-        (row[0], row[1]) for row in cursor.execute(f"describe {node.relation}").fetchall()
-    ]
+    incoming = [(row[0], row[1]) for row in cursor.execute(f"describe {temp}").fetchall()]
+    existing = [(row[0], row[1]) for row in cursor.execute(f"describe {node.relation}").fetchall()]
     existing_names = {name.lower() for name, _ in existing}
     incoming_names = {name.lower() for name, _ in incoming}
     added = [(n, t) for n, t in incoming if n.lower() not in existing_names]
@@ -209,8 +209,12 @@ def _reconcile_columns(
 
 # dbt-duckdb infers seed types with agate: whole numbers become INTEGER and other numbers DOUBLE.
 _DBT_SEED_TYPES = {
-    "BIGINT": "INTEGER", "HUGEINT": "INTEGER", "SMALLINT": "INTEGER", "TINYINT": "INTEGER",
-    "FLOAT": "DOUBLE", "REAL": "DOUBLE",
+    "BIGINT": "INTEGER",
+    "HUGEINT": "INTEGER",
+    "SMALLINT": "INTEGER",
+    "TINYINT": "INTEGER",
+    "FLOAT": "DOUBLE",
+    "REAL": "DOUBLE",
 }
 
 

@@ -82,6 +82,9 @@ def _ingest_step(
     present = (schema, node.name.lower()) in existing
     if present and not full_refresh and built.get(node.unique_id) == node.fingerprint:
         return Step(node.unique_id, "reuse", "log files and declaration unchanged since the last load")
-    reason = "--full-refresh" if full_refresh and present else (
-        "files or declaration changed" if present else "not loaded yet")
+    reason = (
+        "--full-refresh"
+        if full_refresh and present
+        else ("files or declaration changed" if present else "not loaded yet")
+    )
     return Step(node.unique_id, "ingest", reason)

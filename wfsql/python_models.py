@@ -86,13 +86,14 @@ class PythonModelContext:
         """Read at compile time; a no-op when the model runs."""
 
 
-def run_python_model(con: Any, source: str, path: str, name: str, links: dict[str, str],
-                     variables: dict[str, Any]) -> Any:
+def run_python_model(
+    con: Any, source: str, path: str, name: str, links: dict[str, str], variables: dict[str, Any]
+) -> Any:
     """Execute the file and call model(wf, con); returns an Arrow table."""
     import pyarrow as pa
 
     namespace: dict[str, Any] = {"__name__": f"wfsql_model_{name}"}
-    exec(compile(source, path, "exec"), namespace)  # noqa: S102 - the project's own model code
+    exec(compile(source, path, "exec"), namespace)
     function = namespace.get("model")
     if not callable(function):
         raise WfsqlError(f"{path} defines no model(wf, con) function", hint="add `def model(wf, con): ...`")

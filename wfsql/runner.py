@@ -115,8 +115,13 @@ class Runner:
 
 def model_result(node: Node, outcome: BuildOutcome, compiled_path: str | None) -> NodeResult:
     return NodeResult(
-        unique_id=node.unique_id, name=node.name, resource_type=node.resource_type, status="success",
-        message=outcome.message, rows_affected=outcome.rows_affected, compiled_path=compiled_path,
+        unique_id=node.unique_id,
+        name=node.name,
+        resource_type=node.resource_type,
+        status="success",
+        message=outcome.message,
+        rows_affected=outcome.rows_affected,
+        compiled_path=compiled_path,
     )
 
 
@@ -148,7 +153,8 @@ def _now() -> str:
 
 def database_error(node: Node, exc: duckdb.Error, compiled_path: str | None) -> DatabaseError:
     return DatabaseError(
-        _database_message(node, exc), node=f"{node.resource_type} {node.name}",
+        _database_message(node, exc),
+        node=f"{node.resource_type} {node.name}",
         hint=f"the compiled SQL is in {compiled_path}" if compiled_path else None,
     )
 

@@ -20,8 +20,9 @@ def scaffold(directory: Path, *, sample: int = 0, force: bool = False) -> Path:
     if name[0].isdigit():
         name = f"p_{name}"
     template = project_template_dir()
-    shutil.copytree(template, directory, dirs_exist_ok=True,
-                    ignore=shutil.ignore_patterns("target", "__pycache__", "*.duckdb*"))
+    shutil.copytree(
+        template, directory, dirs_exist_ok=True, ignore=shutil.ignore_patterns("target", "__pycache__", "*.duckdb*")
+    )
     project_file = directory / "wfsql_project.yml"
     project_file.write_text(
         project_file.read_text(encoding="utf-8").replace("name: wildfeedback", f"name: {name}", 1), encoding="utf-8"

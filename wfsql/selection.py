@@ -38,7 +38,8 @@ def select_nodes(
 ) -> set[str]:
     """The unique ids chosen by --select minus --exclude (everything when select is empty)."""
     candidates = {
-        uid for uid, node in context.nodes.items()
+        uid
+        for uid, node in context.nodes.items()
         if resource_types is None or node.resource_type in set(resource_types)
     }
     chosen = _union(context, select) if select else set(context.nodes)
@@ -119,8 +120,11 @@ def _matches(context: SelectionContext, node: Node, method: str, argument: str, 
     if method in ("path", "file"):
         path = PurePosixPath(node.path)
         target = value.rstrip("/")
-        return node.path == target or node.path.startswith(target + "/") or path.match(target) or (
-            method == "file" and path.name == target
+        return (
+            node.path == target
+            or node.path.startswith(target + "/")
+            or path.match(target)
+            or (method == "file" and path.name == target)
         )
     if method == "resource_type":
         return node.resource_type == value

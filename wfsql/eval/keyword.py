@@ -14,7 +14,7 @@ _PATTERNS: dict[str, dict[str, str]] = {
     "sat": {
         "gratitude": r"\b(thanks?( you)?|thx|ty|appreciate[ds]?|cheers)\b",
         "praise": r"\b(great|perfect|awesome|excellent|amazing|brilliant|fantastic|wonderful|love (it|this)|nice)\b"
-                  r"|[😊👍🙏😀😄🎉❤]",
+        r"|[😊👍🙏😀😄🎉❤]",
         "acknowledgment": r"^\s*(ok(ay)?|got it|i see|understood|makes sense|alright|sure)\b[.!]?\s*$",
         "learning": r"\b(now i (understand|get it)|that makes sense|i learned|so (it|this) means)\b",
         "positive_closure": r"\b(that'?s all|that is all|all good|we'?re done|bye|have a (nice|good) day)\b",
@@ -22,16 +22,16 @@ _PATTERNS: dict[str, dict[str, str]] = {
     },
     "dsat": {
         "factual_error": r"\b(wrong|incorrect|not (correct|right|true|accurate)|mistake|error|bug|doesn'?t work"
-                         r"|does not work|isn'?t working|not working|you forgot|contradict)\b",
+        r"|does not work|isn'?t working|not working|you forgot|contradict)\b",
         "negative_feedback": r"\b(useless|terrible|bad answer|not helpful|unhelpful|stupid|nonsense|annoying)\b",
         "revision": r"\b(try again|redo|rewrite|re-write|fix (it|this|that)|change (it|this|that)|instead|again"
-                    r"|revise|regenerate)\b",
+        r"|revise|regenerate)\b",
         "style": r"\b(too (long|short|verbose|wordy|formal|informal)|shorter|more concise|less formal"
-                 r"|in (english|bullet points|a table)|simpler|simplify)\b",
+        r"|in (english|bullet points|a table)|simpler|simplify)\b",
         "insufficient_detail": r"\b(more (detail|details|specific|examples?|information|info|depth)|elaborate"
-                               r"|expand( on)?|be more specific|in detail|explain (more|further))\b",
+        r"|expand( on)?|be more specific|in detail|explain (more|further))\b",
         "ignored": r"\b(didn'?t answer|did not answer|not what i (asked|meant|wanted)|you misunderstood"
-                   r"|that'?s not what|no,? i (mean|meant|asked))\b",
+        r"|that'?s not what|no,? i (mean|meant|asked))\b",
         "lower_quality": r"\b(worse than|was better before|previous (one|answer) was better)\b",
         "unrealistic_expectation": r"\b(you can do it|just do it|i know you can|stop saying you can'?t)\b",
     },

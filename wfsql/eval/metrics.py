@@ -58,7 +58,9 @@ class Evaluation:
 
     def summary_row(self) -> dict[str, Any]:
         return {
-            "n": self.n, "accuracy": round(self.accuracy, 3), "sat_kappa": round(self.sat_kappa, 3),
+            "n": self.n,
+            "accuracy": round(self.accuracy, 3),
+            "sat_kappa": round(self.sat_kappa, 3),
             "dsat_kappa": round(self.dsat_kappa, 3),
             "dsat_precision": None if self.dsat_precision is None else round(self.dsat_precision, 3),
             "dsat_recall": None if self.dsat_recall is None else round(self.dsat_recall, 3),
@@ -104,8 +106,10 @@ def evaluate(
         accuracy=sum(t == p for t, p in zip(classes_t, classes_p, strict=True)) / n if n else float("nan"),
         sat_kappa=cohen_kappa(sat_t, sat_p),
         dsat_kappa=cohen_kappa(dsat_t, dsat_p),
-        sat_precision=sat_precision, sat_recall=sat_recall,
-        dsat_precision=dsat_precision, dsat_recall=dsat_recall,
+        sat_precision=sat_precision,
+        sat_recall=sat_recall,
+        dsat_precision=dsat_precision,
+        dsat_recall=dsat_recall,
         categories=dict(sorted(categories.items())),
         confusion=confusion,
         turns_per_second=(n / seconds) if seconds else None,

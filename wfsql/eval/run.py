@@ -30,10 +30,17 @@ def devset_rows(split: str | None) -> list[LabelledRow]:
     from wfsql.eval.devset import load_devset
 
     return [
-        LabelledRow(r.history, r.assistant_reply, r.user_turn, {
-            "sat": r.sat, "dsat": r.dsat, "sat_categories": list(r.sat_categories),
-            "dsat_categories": list(r.dsat_categories),
-        })
+        LabelledRow(
+            r.history,
+            r.assistant_reply,
+            r.user_turn,
+            {
+                "sat": r.sat,
+                "dsat": r.dsat,
+                "sat_categories": list(r.sat_categories),
+                "dsat_categories": list(r.dsat_categories),
+            },
+        )
         for r in load_devset(None if split in (None, "all") else split)
     ]
 
@@ -48,10 +55,14 @@ def table_rows(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[La
     out = []
     for row in rows:
         record = dict(zip(columns, row, strict=True))
-        out.append(LabelledRow(
-            record["history"] or "", record["assistant_reply"] or "", record["user_turn"] or "",
-            {k: record[k] if not k.endswith("categories") else list(record[k] or []) for k in needed[3:]},
-        ))
+        out.append(
+            LabelledRow(
+                record["history"] or "",
+                record["assistant_reply"] or "",
+                record["user_turn"] or "",
+                {k: record[k] if not k.endswith("categories") else list(record[k] or []) for k in needed[3:]},
+            )
+        )
     return out
 
 

@@ -90,22 +90,24 @@ def append(adapter: DuckDBAdapter, rows: Sequence[CacheRow]) -> None:
         return
     import pyarrow as pa
 
-    table = pa.table({
-        "key": [r.key for r in rows],
-        "function": [r.function for r in rows],
-        "model_id": [r.model_id for r in rows],
-        "template_version": [r.template_version for r in rows],
-        "arguments": [orjson.dumps(r.arguments).decode() for r in rows],
-        "params": [orjson.dumps(r.params, option=orjson.OPT_SORT_KEYS).decode() for r in rows],
-        "value": [orjson.dumps(r.value).decode() if r.value is not None else None for r in rows],
-        "status": [r.status for r in rows],
-        "error": [r.error for r in rows],
-        "latency_ms": [float(r.latency_ms) for r in rows],
-        "prompt_tokens": [int(r.prompt_tokens) for r in rows],
-        "completion_tokens": [int(r.completion_tokens) for r in rows],
-        "probability": [r.probability for r in rows],
-        "node": [r.node for r in rows],
-    })
+    table = pa.table(
+        {
+            "key": [r.key for r in rows],
+            "function": [r.function for r in rows],
+            "model_id": [r.model_id for r in rows],
+            "template_version": [r.template_version for r in rows],
+            "arguments": [orjson.dumps(r.arguments).decode() for r in rows],
+            "params": [orjson.dumps(r.params, option=orjson.OPT_SORT_KEYS).decode() for r in rows],
+            "value": [orjson.dumps(r.value).decode() if r.value is not None else None for r in rows],
+            "status": [r.status for r in rows],
+            "error": [r.error for r in rows],
+            "latency_ms": [float(r.latency_ms) for r in rows],
+            "prompt_tokens": [int(r.prompt_tokens) for r in rows],
+            "completion_tokens": [int(r.completion_tokens) for r in rows],
+            "probability": [r.probability for r in rows],
+            "node": [r.node for r in rows],
+        }
+    )
     cursor = adapter.cursor()
     cursor.register("__wfsql_new_results", table)
     try:

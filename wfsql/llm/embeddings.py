@@ -64,7 +64,10 @@ class EmbeddingBackend:
                 chunk = order[start : start + self.batch_size]
                 started = time.perf_counter()
                 encoded = self.tokenizer(
-                    [texts[i] for i in chunk], padding=True, truncation=True, max_length=self.max_length,
+                    [texts[i] for i in chunk],
+                    padding=True,
+                    truncation=True,
+                    max_length=self.max_length,
                     return_tensors="pt",
                 ).to(self.device)
                 hidden = self.model(**encoded).last_hidden_state
@@ -75,8 +78,14 @@ class EmbeddingBackend:
                 for position, index in enumerate(chunk):
                     tokens = int(encoded["attention_mask"][position].sum())
                     by_index[index] = LLMResult(
-                        value=vectors[position], status="ok", error=None, latency_ms=latency,
-                        prompt_tokens=tokens, completion_tokens=0, probability=None, probabilities=None,
+                        value=vectors[position],
+                        status="ok",
+                        error=None,
+                        latency_ms=latency,
+                        prompt_tokens=tokens,
+                        completion_tokens=0,
+                        probability=None,
+                        probabilities=None,
                     )
         results = [by_index[i] for i in range(len(texts))]
         return results

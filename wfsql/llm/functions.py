@@ -10,12 +10,26 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 RUBRIC_SAT = (
-    "gratitude", "learning", "compliance", "praise", "personal_details", "humor", "acknowledgment",
-    "positive_closure", "getting_there",
+    "gratitude",
+    "learning",
+    "compliance",
+    "praise",
+    "personal_details",
+    "humor",
+    "acknowledgment",
+    "positive_closure",
+    "getting_there",
 )
 RUBRIC_DSAT = (
-    "negative_feedback", "revision", "factual_error", "unrealistic_expectation", "no_engagement", "ignored",
-    "lower_quality", "insufficient_detail", "style",
+    "negative_feedback",
+    "revision",
+    "factual_error",
+    "unrealistic_expectation",
+    "no_engagement",
+    "ignored",
+    "lower_quality",
+    "insufficient_detail",
+    "style",
 )
 
 
@@ -35,15 +49,28 @@ class LLMFunction:
 FUNCTIONS: dict[str, LLMFunction] = {
     f.name: f
     for f in (
-        LLMFunction("llm_classify", (("text", "VARCHAR"), ("labels", "VARCHAR[]")), ("instruction", "model"),
-                    "STRUCT(label VARCHAR, probability DOUBLE)", "classifier"),
-        LLMFunction("llm_extract", (("text", "VARCHAR"), ("json_schema", "VARCHAR")), ("instruction", "model"),
-                    "JSON", "extractor"),
+        LLMFunction(
+            "llm_classify",
+            (("text", "VARCHAR"), ("labels", "VARCHAR[]")),
+            ("instruction", "model"),
+            "STRUCT(label VARCHAR, probability DOUBLE)",
+            "classifier",
+        ),
+        LLMFunction(
+            "llm_extract",
+            (("text", "VARCHAR"), ("json_schema", "VARCHAR")),
+            ("instruction", "model"),
+            "JSON",
+            "extractor",
+        ),
         LLMFunction("llm_generate", (("prompt", "VARCHAR"),), ("options", "model"), "VARCHAR", "generator"),
-        LLMFunction("feedback_signal", (("history", "VARCHAR"), ("assistant_reply", "VARCHAR"),
-                                        ("user_turn", "VARCHAR")), ("model",),
-                    "STRUCT(sat BOOLEAN, dsat BOOLEAN, sat_categories VARCHAR[], dsat_categories VARCHAR[])",
-                    "classifier"),
+        LLMFunction(
+            "feedback_signal",
+            (("history", "VARCHAR"), ("assistant_reply", "VARCHAR"), ("user_turn", "VARCHAR")),
+            ("model",),
+            "STRUCT(sat BOOLEAN, dsat BOOLEAN, sat_categories VARCHAR[], dsat_categories VARCHAR[])",
+            "classifier",
+        ),
         LLMFunction("llm_embed", (("text", "VARCHAR"),), ("model",), "FLOAT[]", "embedder"),
     )
 }

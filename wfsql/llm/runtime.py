@@ -53,8 +53,10 @@ class LLMSettings:
         for key in raw:
             if key not in known:
                 suggestion = did_you_mean(str(key), known)
-                raise WfsqlError(f"llm.{key}: unknown key" + (f"; {suggestion}" if suggestion else ""),
-                                 hint="the llm block takes models, roles, batch_size, on_error")
+                raise WfsqlError(
+                    f"llm.{key}: unknown key" + (f"; {suggestion}" if suggestion else ""),
+                    hint="the llm block takes models, roles, batch_size, on_error",
+                )
         on_error = str(raw.get("on_error", "null"))
         if on_error not in ("null", "fail"):
             raise WfsqlError(f"llm.on_error must be 'null' or 'fail', not {on_error!r}")
@@ -62,15 +64,16 @@ class LLMSettings:
         roles = {str(k): str(v) for k, v in (raw.get("roles") or {}).items()}
         for role, model in roles.items():
             if model != DEFAULT_MODEL and model not in models:
-                raise WfsqlError(f"llm.roles.{role}: no model named {model!r} under llm.models",
-                                 hint=f"declare it, e.g. llm: {{models: {{{model}: {{source: ...}}}}}}")
+                raise WfsqlError(
+                    f"llm.roles.{role}: no model named {model!r} under llm.models",
+                    hint=f"declare it, e.g. llm: {{models: {{{model}: {{source: ...}}}}}}",
+                )
         if root is not None:
             for name, spec in list(models.items()):
                 source = spec.get("source") if isinstance(spec, dict) else None
                 if isinstance(source, str) and not Path(source).is_absolute() and (root / source).exists():
                     models[name] = {**spec, "source": str((root / source).resolve())}
-        return cls(models=models, roles=roles, batch_size=int(raw.get("batch_size", 16)), on_error=on_error,
-                   root=root)
+        return cls(models=models, roles=roles, batch_size=int(raw.get("batch_size", 16)), on_error=on_error, root=root)
 
 
 @dataclass
@@ -102,8 +105,9 @@ class _Call:
 class LLMRuntime:
     """One per command: turns model names into backends (loaded once, on first real call)."""
 
-    def __init__(self, settings: LLMSettings, *, console: Any = None, limit: int | None = None,
-                 dry_run: bool = False) -> None:
+    def __init__(
+        self, settings: LLMSettings, *, console: Any = None, limit: int | None = None, dry_run: bool = False
+    ) -> None:
         self.settings = settings
         self.console = console
         self.limit = limit
@@ -127,8 +131,10 @@ class LLMRuntime:
                 if requested:
                     known = [*self.settings.models, *self.settings.roles]
                     suggestion = did_you_mean(requested, known)
-                    raise WfsqlError(f"{function.name}(model := {requested!r}): no such model or role"
-                                     + (f"; {suggestion}" if suggestion else ""))
+                    raise WfsqlError(
+                        f"{function.name}(model := {requested!r}): no such model or role"
+                        + (f"; {suggestion}" if suggestion else "")
+                    )
                 return DEFAULT_MODEL
             name = mapped
         return name
@@ -141,15 +147,25 @@ class LLMRuntime:
                 raw = self.settings.models.get(name)
                 if raw is None or raw.get("source") in (None, "default"):
                     base = default_model_spec()
-                    self._specs[name] = base if raw is None else parse_model_config(
-                        name, {**{k: v for k, v in raw.items() if k != "source"}, "source": base.source,
-                               "gguf_file": base.gguf_file}
+                    self._specs[name] = (
+                        base
+                        if raw is None
+                        else parse_model_config(
+                            name,
+                            {
+                                **{k: v for k, v in raw.items() if k != "source"},
+                                "source": base.source,
+                                "gguf_file": base.gguf_file,
+                            },
+                        )
                     )
                 else:
                     try:
                         self._specs[name] = parse_model_config(name, raw)
                     except ValueError as exc:
-                        raise WfsqlError(f"llm.models.{name}: {exc}", hint="see docs/llm.md for model settings") from None
+                        raise WfsqlError(
+                            f"llm.models.{name}: {exc}", hint="see docs/llm.md for model settings"
+                        ) from None
             return self._specs[name]
 
     def _is_embedder(self, name: str) -> bool:
@@ -191,8 +207,14 @@ class LLMRuntime:
 class ModelCalls:
     """The LLM calls of one model build: UDFs on one cursor, switched from collect to resolve."""
 
-    def __init__(self, runtime: LLMRuntime, adapter: DuckDBAdapter, node_name: str, node_llm: dict[str, Any],
-                 functions: Sequence[str]) -> None:
+    def __init__(
+        self,
+        runtime: LLMRuntime,
+        adapter: DuckDBAdapter,
+        node_name: str,
+        node_llm: dict[str, Any],
+        functions: Sequence[str],
+    ) -> None:
         self.runtime = runtime
         self.adapter = adapter
         self.node_name = node_name
@@ -222,9 +244,13 @@ class ModelCalls:
             # Arrow UDFs cannot return DuckDB's JSON type directly: return text, cast in the macro.
             is_json = function.return_type == "JSON"
             cursor.create_function(
-                udf_name, self._udf(function), [duckdb.sqltype(t) for t in argument_types],
-                duckdb.sqltype("VARCHAR" if is_json else function.return_type), type="arrow",
-                null_handling="special", side_effects=True,
+                udf_name,
+                self._udf(function),
+                [duckdb.sqltype(t) for t in argument_types],
+                duckdb.sqltype("VARCHAR" if is_json else function.return_type),
+                type="arrow",
+                null_handling="special",
+                side_effects=True,
             )
             parameters = [name for name, _ in function.arguments] + [f"{o} := NULL" for o in function.options]
             names = [name for name, _ in function.arguments] + list(function.options)
@@ -264,8 +290,13 @@ class ModelCalls:
         model = self.runtime.model_for(function, option_map.pop("model", None), self.node_roles)
         normalised = tuple(tuple(a) if isinstance(a, list) else a for a in arguments)
         option_values = tuple(option_map.get(o) for o in function.options if o != "model")
-        key = cache_key(function.name, self.runtime.model_id(model), self.runtime.template_version(function.name),
-                        normalised, option_values)
+        key = cache_key(
+            function.name,
+            self.runtime.model_id(model),
+            self.runtime.template_version(function.name),
+            normalised,
+            option_values,
+        )
         return _Call(key, function.name, model, normalised, option_values)
 
     def close(self) -> None:
@@ -347,12 +378,24 @@ class ModelCalls:
                             self.stats.failures += 1
                         self.stats.calls += 1
                         self.stats.prompt_tokens += int(result.prompt_tokens or 0)
-                        rows.append(CacheRow(
-                            call.key, function, model_id, self.runtime.template_version(function),
-                            list(call.arguments), list(call.options), value, result.status, result.error,
-                            float(result.latency_ms or 0.0), int(result.prompt_tokens or 0),
-                            int(result.completion_tokens or 0), result.probability, self.node_name,
-                        ))
+                        rows.append(
+                            CacheRow(
+                                call.key,
+                                function,
+                                model_id,
+                                self.runtime.template_version(function),
+                                list(call.arguments),
+                                list(call.options),
+                                value,
+                                result.status,
+                                result.error,
+                                float(result.latency_ms or 0.0),
+                                int(result.prompt_tokens or 0),
+                                int(result.completion_tokens or 0),
+                                result.probability,
+                                self.node_name,
+                            )
+                        )
                     append(self.adapter, rows)
                     advance(len(chunk))
         finally:
@@ -426,10 +469,14 @@ def _arrow_type(duckdb_type: str) -> Any:
         return pa.list_(pa.float32())
     if duckdb_type.startswith("STRUCT(label"):
         return pa.struct([("label", pa.string()), ("probability", pa.float64())])
-    return pa.struct([
-        ("sat", pa.bool_()), ("dsat", pa.bool_()),
-        ("sat_categories", pa.list_(pa.string())), ("dsat_categories", pa.list_(pa.string())),
-    ])
+    return pa.struct(
+        [
+            ("sat", pa.bool_()),
+            ("dsat", pa.bool_()),
+            ("sat_categories", pa.list_(pa.string())),
+            ("dsat_categories", pa.list_(pa.string())),
+        ]
+    )
 
 
 def _rough_tokens(arguments: tuple[Any, ...]) -> int:

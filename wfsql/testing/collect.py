@@ -18,8 +18,22 @@ from wfsql.renderer import PLACEHOLDER, Renderer
 from wfsql.resources import bundled_macros_dir
 
 TEST_CONFIG_KEYS = frozenset(
-    {"severity", "warn_if", "error_if", "limit", "where", "store_failures", "tags", "enabled", "meta", "name",
-     "config", "arguments", "description", "fail_calc"}
+    {
+        "severity",
+        "warn_if",
+        "error_if",
+        "limit",
+        "where",
+        "store_failures",
+        "tags",
+        "enabled",
+        "meta",
+        "name",
+        "config",
+        "arguments",
+        "description",
+        "fail_calc",
+    }
 )
 # `unique` is not here: see wfsql/testing/execute.py for why it runs as its own query.
 BATCHABLE = frozenset({"not_null", "accepted_values", "expression_is_true", "row_count"})
@@ -132,7 +146,8 @@ class _Collector:
                 self.errors.append(
                     CompileError(
                         f"model {node.name!r} is ephemeral (no relation) and cannot be tested",
-                        location=entry.location, hint="materialise it as a view or table to test it",
+                        location=entry.location,
+                        hint="materialise it as a view or table to test it",
                     )
                 )
             return
@@ -162,11 +177,14 @@ class _Collector:
             test_name, raw = next(iter(spec.items()))
             params = dict(raw or {})
         else:
-            self.errors.append(CompileError(
-                "a test is a name (`- not_null`) or a one-key mapping to its arguments "
-                "(`- accepted_values: {values: [...]}`)",
-                location=location, hint=f"fix {_key(key_path)}",
-            ))
+            self.errors.append(
+                CompileError(
+                    "a test is a name (`- not_null`) or a one-key mapping to its arguments "
+                    "(`- accepted_values: {values: [...]}`)",
+                    location=location,
+                    hint=f"fix {_key(key_path)}",
+                )
+            )
             return
         test_name = str(test_name).split(".")[-1]  # `dbt_utils.expression_is_true` → expression_is_true
         config = {**(params.pop("config", None) or {})}
@@ -181,11 +199,16 @@ class _Collector:
         if macro is None:
             known = [n[5:] for n in self.renderer.env.globals if n.startswith("test_")]
             suggestion = did_you_mean(test_name, known)
-            self.errors.append(CompileError(
-                f"unknown test {test_name!r}" + (f"; {suggestion}" if suggestion else ""),
-                location=location,
-                hint=f"key {_key(key_path)}; define it with {{% test {test_name}(model, column_name) %}} in macros/",
-            ))
+            self.errors.append(
+                CompileError(
+                    f"unknown test {test_name!r}" + (f"; {suggestion}" if suggestion else ""),
+                    location=location,
+                    hint=(
+                        f"key {_key(key_path)}; define it with "
+                        f"{{% test {test_name}(model, column_name) %}} in macros/"
+                    ),
+                )
+            )
             return
         depends = [target.node.unique_id]
         try:
@@ -203,9 +226,13 @@ class _Collector:
         try:
             sql = str(macro(**call_args)).strip()
         except Exception as exc:  # a user's macro can raise anything
-            self.errors.append(CompileError(
-                f"test {test_name!r} could not render: {exc}", location=location, hint=f"check {_key(key_path)}",
-            ))
+            self.errors.append(
+                CompileError(
+                    f"test {test_name!r} could not render: {exc}",
+                    location=location,
+                    hint=f"check {_key(key_path)}",
+                )
+            )
             return
         name = str(config.get("name") or _test_name(target, test_name, column, arguments))
         name = self._unique(name)
@@ -214,28 +241,30 @@ class _Collector:
             self.errors.append(CompileError(problem, location=location, hint=f"fix {_key(key_path)}"))
             return
         severity = str(config.get("severity", "error")).lower()
-        self.tests.append(TestNode(
-            unique_id=f"test.{self.project}.{name}",
-            name=name,
-            path=entry.doc.path.relative_to(self.renderer.config.root).as_posix(),
-            depends_on=tuple(dict.fromkeys(depends)),
-            fingerprint=fingerprint("test", sql, config, [self.nodes[d].fingerprint for d in depends]),
-            tags=tuple(config.get("tags") or ()),
-            config={k: v for k, v in config.items() if isinstance(v, str | int | float | bool | list | dict)},
-            test_name=test_name,
-            attached_to=target.node.unique_id,
-            column_name=column,
-            kwargs=_plain(arguments),
-            compiled_sql=sql,
-            model_sql=model_sql,
-            severity=severity,  # type: ignore[arg-type]
-            warn_if=str(config.get("warn_if", "!=0")),
-            error_if=str(config.get("error_if", "!=0")),
-            limit=int(config["limit"]) if config.get("limit") is not None else None,
-            store_failures=bool(config.get("store_failures", False)),
-            declared_at=declared,
-            bundled_macro=self._bundled(f"test_{test_name}"),
-        ))
+        self.tests.append(
+            TestNode(
+                unique_id=f"test.{self.project}.{name}",
+                name=name,
+                path=entry.doc.path.relative_to(self.renderer.config.root).as_posix(),
+                depends_on=tuple(dict.fromkeys(depends)),
+                fingerprint=fingerprint("test", sql, config, [self.nodes[d].fingerprint for d in depends]),
+                tags=tuple(config.get("tags") or ()),
+                config={k: v for k, v in config.items() if isinstance(v, str | int | float | bool | list | dict)},
+                test_name=test_name,
+                attached_to=target.node.unique_id,
+                column_name=column,
+                kwargs=_plain(arguments),
+                compiled_sql=sql,
+                model_sql=model_sql,
+                severity=severity,  # type: ignore[arg-type]
+                warn_if=str(config.get("warn_if", "!=0")),
+                error_if=str(config.get("error_if", "!=0")),
+                limit=int(config["limit"]) if config.get("limit") is not None else None,
+                store_failures=bool(config.get("store_failures", False)),
+                declared_at=declared,
+                bundled_macro=self._bundled(f"test_{test_name}"),
+            )
+        )
 
     def _bundled(self, macro_name: str) -> bool:
         origin = self.renderer.macro_origin.get(macro_name)
@@ -260,8 +289,9 @@ class _Collector:
                 node = self.by_name.get(target)
                 if node is None:
                     suggestion = did_you_mean(target, self.by_name)
-                    raise CompileError(f"ref('{target}'): no model or seed of that name"
-                                       + (f"; {suggestion}" if suggestion else ""))
+                    raise CompileError(
+                        f"ref('{target}'): no model or seed of that name" + (f"; {suggestion}" if suggestion else "")
+                    )
                 depends.append(node.unique_id)
                 relation = node.relation  # type: ignore[attr-defined]
                 return relation.schema if kind == "schema" else str(relation)
@@ -299,8 +329,10 @@ class _Collector:
                     node = self.by_name.get(target)
                     return node.relation.schema if node is not None else target  # type: ignore[attr-defined]
                 try:
-                    return self._resolve_argument(f"{kind}('{target}')" if kind == "ref" else
-                                                  "source('{}', '{}')".format(*target.split(".", 1)), depends)
+                    return self._resolve_argument(
+                        f"{kind}('{target}')" if kind == "ref" else "source('{}', '{}')".format(*target.split(".", 1)),
+                        depends,
+                    )
                 except CompileError as exc:
                     exc.location = Location(file.path)
                     raise
@@ -316,25 +348,27 @@ class _Collector:
                 self.errors.append(CompileError(problem, location=Location(file.path), hint="fix its config(...)"))
                 continue
             name = self._unique(file.name)
-            self.tests.append(TestNode(
-                unique_id=f"test.{self.project}.{name}",
-                name=name,
-                path=file.rel,
-                depends_on=tuple(dict.fromkeys(depends)),
-                fingerprint=fingerprint("test", sql, config, [self.nodes[d].fingerprint for d in depends]),
-                tags=tuple(config.get("tags") or ()),
-                config=config,
-                test_type="singular",
-                test_name=file.name,
-                attached_to=depends[0] if depends else None,
-                compiled_sql=sql,
-                severity=str(config.get("severity", "error")).lower(),  # type: ignore[arg-type]
-                warn_if=str(config.get("warn_if", "!=0")),
-                error_if=str(config.get("error_if", "!=0")),
-                limit=int(config["limit"]) if config.get("limit") is not None else None,
-                store_failures=bool(config.get("store_failures", False)),
-                declared_at=file.rel,
-            ))
+            self.tests.append(
+                TestNode(
+                    unique_id=f"test.{self.project}.{name}",
+                    name=name,
+                    path=file.rel,
+                    depends_on=tuple(dict.fromkeys(depends)),
+                    fingerprint=fingerprint("test", sql, config, [self.nodes[d].fingerprint for d in depends]),
+                    tags=tuple(config.get("tags") or ()),
+                    config=config,
+                    test_type="singular",
+                    test_name=file.name,
+                    attached_to=depends[0] if depends else None,
+                    compiled_sql=sql,
+                    severity=str(config.get("severity", "error")).lower(),  # type: ignore[arg-type]
+                    warn_if=str(config.get("warn_if", "!=0")),
+                    error_if=str(config.get("error_if", "!=0")),
+                    limit=int(config["limit"]) if config.get("limit") is not None else None,
+                    store_failures=bool(config.get("store_failures", False)),
+                    declared_at=file.rel,
+                )
+            )
 
 
 def _config_problem(config: dict[str, Any]) -> str | None:

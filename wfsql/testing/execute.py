@@ -41,17 +41,19 @@ def batch_expression(test: TestNode) -> str | None:
         return f"count_if({column} is null)"
     if test.test_name == "accepted_values" and column and isinstance(kwargs.get("values"), list):
         quote = kwargs.get("quote", True)
-        values = ", ".join(
-            "'" + str(v).replace("'", "''") + "'" if quote else str(v) for v in kwargs["values"]
-        ) or "null"
+        values = (
+            ", ".join("'" + str(v).replace("'", "''") + "'" if quote else str(v) for v in kwargs["values"]) or "null"
+        )
         return f"count(distinct {column}) filter (where {column} not in ({values}))"
     if test.test_name == "expression_is_true" and "expression" in kwargs:
         expression = (f"{column} " if column else "") + str(kwargs["expression"])
         return f"count_if(not ({expression}))"
     if test.test_name == "row_count":
         low, high = kwargs.get("min"), kwargs.get("max")
-        checks = [f"count(*) < {int(low)}" if low is not None else None,
-                  f"count(*) > {int(high)}" if high is not None else None]
+        checks = [
+            f"count(*) < {int(low)}" if low is not None else None,
+            f"count(*) > {int(high)}" if high is not None else None,
+        ]
         condition = " or ".join(c for c in checks if c) or "false"
         return f"case when {condition} then 1 else 0 end"
     return None
@@ -63,8 +65,14 @@ def threshold_met(expression: str, count: int) -> bool:
         raise WfsqlError(f"cannot read threshold {expression!r}", hint="use e.g. '!=0', '>10', '>=5'")
     op, number = match.group(1), int(match.group(2))
     return {
-        "==": count == number, "=": count == number, "!=": count != number, "<>": count != number,
-        ">=": count >= number, "<=": count <= number, ">": count > number, "<": count < number,
+        "==": count == number,
+        "=": count == number,
+        "!=": count != number,
+        "<>": count != number,
+        ">=": count >= number,
+        "<=": count <= number,
+        ">": count > number,
+        "<": count < number,
     }[op]
 
 
@@ -162,9 +170,7 @@ class TestExecutor:
             return None
         with self._columns_lock:
             if test.attached_to not in self._columns:
-                self._columns[test.attached_to or ""] = {
-                    name.lower() for name, _ in self.adapter.columns(relation)
-                }
+                self._columns[test.attached_to or ""] = {name.lower() for name, _ in self.adapter.columns(relation)}
         columns = self._columns[test.attached_to or ""]
         if not columns:
             return f"{relation.label} does not exist; build it first (wfsql build runs models before their tests)"
