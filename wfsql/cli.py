@@ -60,9 +60,7 @@ def _parse_vars(text: str | None) -> dict[str, Any] | None:
     return value
 
 
-def _project(
-    project_dir: Path | None, target: str | None, vars: str | None, threads: int | None, quiet: bool = False
-):
+def _project(project_dir: Path | None, target: str | None, vars: str | None, threads: int | None, quiet: bool = False):
     from wfsql.api import Project
     from wfsql.console import Console
 
@@ -244,6 +242,21 @@ def export(
     project = _project(project_dir, target, None, None)
     path, count = project.export(model, format, output)
     project.console.info(f"Wrote {count} pair(s) to {path}")
+
+
+@app.command("docs-figures")
+def docs_figures(
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the PNG files.")] = Path("target/figures"),
+    project_dir: ProjectDir = None,
+    target: Target = None,
+) -> None:
+    """Draw the DAG and the feedback category distribution as PNG files."""
+    from wfsql.figures import project_figures
+
+    project = _project(project_dir, target, None, None)
+    folder = output if output.is_absolute() else project.config.root / output
+    for path in project_figures(project, folder):
+        project.console.info(f"Wrote {path}")
 
 
 @app.command()
