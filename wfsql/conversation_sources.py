@@ -22,10 +22,13 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from wfsql.adapter import DuckDBAdapter
+from typing import TYPE_CHECKING
+
 from wfsql.errors import WfsqlError
 from wfsql.nodes import SourceNode, fingerprint
-from wfsql.state import record_build
+
+if TYPE_CHECKING:  # compile imports this module; only a run needs DuckDB
+    from wfsql.adapter import DuckDBAdapter
 
 CONVERSATION_FORMATS = ("sharegpt", "openai", "wildchat", "auto")
 DERIVED = ("turns", "quarantine")
@@ -62,6 +65,7 @@ def load_conversation_source(
     adapter: DuckDBAdapter, node: SourceNode, *, schema: str, strict: bool = False
 ) -> LoadOutcome:
     from wfsql.conversations import ConversationFormatError, ingest
+    from wfsql.state import record_build
 
     assert node.external_path is not None
     try:
