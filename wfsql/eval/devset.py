@@ -37,29 +37,8 @@ COLUMNS: tuple[str, ...] = (
 )
 SPLITS: tuple[str, ...] = ("tune", "test")
 
-#: The 9 + 9 rubric of design.md, in the order of its tables.
-SAT_CATEGORIES: tuple[str, ...] = (
-    "gratitude",
-    "learning",
-    "compliance",
-    "praise",
-    "personal_details",
-    "humor",
-    "acknowledgment",
-    "positive_closure",
-    "getting_there",
-)
-DSAT_CATEGORIES: tuple[str, ...] = (
-    "negative_feedback",
-    "revision",
-    "factual_error",
-    "unrealistic_expectation",
-    "no_engagement",
-    "ignored",
-    "lower_quality",
-    "insufficient_detail",
-    "style",
-)
+#: The 9 + 9 rubric of design.md, in the order of its tables (defined once, in wfsql.llm.feedback).
+from wfsql.llm.feedback import DSAT_CATEGORIES, SAT_CATEGORIES  # noqa: E402
 
 #: ShareGPT speaker labels accepted for the labelled pair (matched case-insensitively).
 USER_ROLES = frozenset({"human", "user"})

@@ -9,28 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-RUBRIC_SAT = (
-    "gratitude",
-    "learning",
-    "compliance",
-    "praise",
-    "personal_details",
-    "humor",
-    "acknowledgment",
-    "positive_closure",
-    "getting_there",
-)
-RUBRIC_DSAT = (
-    "negative_feedback",
-    "revision",
-    "factual_error",
-    "unrealistic_expectation",
-    "no_engagement",
-    "ignored",
-    "lower_quality",
-    "insufficient_detail",
-    "style",
-)
+from wfsql.llm.feedback import DSAT_CATEGORIES, SAT_CATEGORIES
+
+# The 9 + 9 rubric of design.md lives in one place: wfsql/llm/feedback.py.
+RUBRIC_SAT = SAT_CATEGORIES
+RUBRIC_DSAT = DSAT_CATEGORIES
 
 
 @dataclass(frozen=True)
