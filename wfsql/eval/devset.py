@@ -21,6 +21,7 @@ from typing import Any
 
 from wfsql.conversations.formats import ROLE_ALIASES
 from wfsql.conversations.sample import SampleUnavailableError, sample_conversations
+from wfsql.llm.feedback import DSAT_CATEGORIES, SAT_CATEGORIES  # the 9 + 9 rubric, defined once
 
 DATA_DIR = Path(__file__).with_name("data")
 DEVSET_CSV = DATA_DIR / "feedback_dev.csv"
@@ -37,8 +38,6 @@ COLUMNS: tuple[str, ...] = (
 )
 SPLITS: tuple[str, ...] = ("tune", "test")
 
-#: The 9 + 9 rubric of design.md, in the order of its tables (defined once, in wfsql.llm.feedback).
-from wfsql.llm.feedback import DSAT_CATEGORIES, SAT_CATEGORIES  # noqa: E402
 
 #: ShareGPT speaker labels accepted for the labelled pair (matched case-insensitively).
 USER_ROLES = frozenset({"human", "user"})
