@@ -13,7 +13,8 @@ from typing import Any
 _PATTERNS: dict[str, dict[str, str]] = {
     "sat": {
         "gratitude": r"\b(thanks?( you)?|thx|ty|appreciate[ds]?|cheers)\b",
-        "praise": r"\b(great|perfect(ly)?|awesome|excellent|amazing|brilliant|fantastic|wonderful|love (it|this)|nice)\b"
+        "praise": r"\b(great|perfect(ly)?|awesome|excellent|amazing|brilliant|fantastic|wonderful"
+        r"|love (it|this)|nice)\b"
         r"|[😊👍🙏😀😄🎉❤]",
         "acknowledgment": r"^\s*(ok(ay)?|got it|i see|understood|makes sense|alright|sure)\b[.!]?\s*$",
         "learning": r"\b(now i (understand|get it)|that makes sense|i learned|so (it|this) means)\b",
