@@ -21,7 +21,6 @@ import glob
 import os
 from dataclasses import dataclass
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 from wfsql.errors import WfsqlError
