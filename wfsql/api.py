@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from wfsql.artifacts import compiled_path, write_artifacts_if_changed
+from wfsql.artifacts import compiled_path, compiled_relpath, write_artifacts_if_changed
 from wfsql.compiler import Manifest, compile_project
 from wfsql.config import ProjectConfig, load_project
 from wfsql.console import Console
@@ -259,7 +259,7 @@ class Project:
             planned_tests,
             target_schema=self.config.schema,
             compiled_paths={
-                t.unique_id: str(compiled_path(manifest, t).relative_to(self.config.root)) for t in planned_tests
+                t.unique_id: compiled_relpath(manifest, t) for t in planned_tests
             },
             relations={
                 uid: node.relation  # type: ignore[attr-defined]

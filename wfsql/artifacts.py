@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import os
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +14,16 @@ from wfsql.results import _write_json
 
 
 def compiled_path(manifest: Manifest, node: Node) -> Path:
-    base = manifest.config.target_dir / "compiled" / manifest.config.name
+    return manifest.config.root / compiled_relpath(manifest, node)
+
+
+def compiled_relpath(manifest: Manifest, node: Node) -> str:
+    """The compiled file's path relative to the project root; plain strings, as it runs per node."""
+    config = manifest.config
+    target = os.path.relpath(config.target_dir, config.root).replace(os.sep, "/")
     if node.resource_type == "test":
-        return base / "tests" / f"{node.name}.sql"
-    return base / node.path
+        return f"{target}/compiled/{config.name}/tests/{node.name}.sql"
+    return f"{target}/compiled/{config.name}/{node.path}"
 
 
 def write_compiled(manifest: Manifest) -> None:
@@ -27,17 +34,19 @@ def write_compiled(manifest: Manifest) -> None:
     """
     from concurrent.futures import ThreadPoolExecutor
 
-    made: set[Path] = set()
+    made: set[str] = set()
     jobs: list[tuple[str, str]] = []
+    root = str(manifest.config.root)
     for node in manifest.nodes.values():
         sql = getattr(node, "compiled_sql", None)
         if sql is None:
             continue
-        path = compiled_path(manifest, node)
-        if path.parent not in made:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            made.add(path.parent)
-        jobs.append((str(path), sql if sql.endswith("\n") else sql + "\n"))
+        path = os.path.join(root, compiled_relpath(manifest, node))
+        parent = os.path.dirname(path)
+        if parent not in made:
+            os.makedirs(parent, exist_ok=True)
+            made.add(parent)
+        jobs.append((path, sql if sql.endswith("\n") else sql + "\n"))
 
     def write(job: tuple[str, str]) -> None:
         with open(job[0], "w", encoding="utf-8") as handle:
@@ -69,7 +78,7 @@ def _node_json(manifest: Manifest, node: Node) -> dict[str, Any]:
             relation_name=str(node.relation),
             raw_code=node.raw_sql,
             compiled_code=node.compiled_sql,
-            compiled_path=str(compiled_path(manifest, node).relative_to(manifest.config.root)),
+            compiled_path=compiled_relpath(manifest, node),
             checksum=node.fingerprint,
             columns={c.name: {"description": c.description, "data_type": c.data_type} for c in node.columns},
         )
