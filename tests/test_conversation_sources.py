@@ -146,3 +146,12 @@ def test_init_with_a_real_sample_builds_its_staging(tmp_path: Path) -> None:
     assert results.success
     load = next(r for r in results.results if r.name == "conversations")
     assert "read 25" in load.message
+
+
+def test_show_reads_a_source_table_by_qualified_name(tmp_path: Path) -> None:
+    root = _project(tmp_path)
+    project = Project.load(root, console=Console(quiet=True))
+    assert project.run(RunOptions()).success
+    columns, rows = project.show("logs.chats_quarantine", limit=3)
+    assert {"source_file", "line", "byte_offset", "reason"} <= set(columns)
+    assert 0 < len(rows) <= 3

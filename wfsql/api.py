@@ -258,9 +258,7 @@ class Project:
             adapter,
             planned_tests,
             target_schema=self.config.schema,
-            compiled_paths={
-                t.unique_id: compiled_relpath(manifest, t) for t in planned_tests
-            },
+            compiled_paths={t.unique_id: compiled_relpath(manifest, t) for t in planned_tests},
             relations={
                 uid: node.relation  # type: ignore[attr-defined]
                 for uid, node in manifest.nodes.items()
@@ -325,15 +323,27 @@ class Project:
         )
 
     def show(self, name: str, limit: int = 10) -> tuple[list[str], list[tuple[Any, ...]]]:
-        """Rows of a model or seed: from its relation when built, else by running its compiled SQL."""
+        """Rows of a model, seed or source (`name` or `source.table`): from its relation when built, else by
+        running its compiled SQL."""
         manifest = self.compile()
         node = manifest.by_name(name, ("model", "seed"))
         if node is None:
+            source = next(
+                (
+                    n
+                    for n in manifest.nodes.values()
+                    if isinstance(n, SourceNode) and name in (n.name, f"{n.source_name}.{n.name}")
+                ),
+                None,
+            )
+            if source is not None:
+                with self.database(read_only=True) as adapter:
+                    return adapter.query(f"select * from {source.relation_sql}", limit=limit)
             from wfsql.errors import did_you_mean
 
-            names = [n.name for n in manifest.nodes.values() if n.resource_type in ("model", "seed")]
+            names = [n.name for n in manifest.nodes.values() if n.resource_type in ("model", "seed", "source")]
             suggestion = did_you_mean(name, names)
-            raise WfsqlError(f"no model or seed named {name!r}" + (f"; {suggestion}" if suggestion else ""))
+            raise WfsqlError(f"no model, seed or source named {name!r}" + (f"; {suggestion}" if suggestion else ""))
         database_exists = self.config.database == ":memory:" or Path(self.config.database).exists()
         if not database_exists:
             raise WfsqlError(
