@@ -40,8 +40,9 @@ Contract of every method:
 - over-long inputs are cut from the middle (feedback: the history first, then the assistant reply; the
   user turn never) to fit the model's context.
 
-`TEMPLATE_VERSIONS` names the default prompt templates; a backend built with overridden templates reports
-versions derived from their text in `template_versions`, so cache keys change when prompts change.
+`TEMPLATE_VERSIONS` names the default prompt templates; a backend built with overridden templates (or
+settings that change answers, such as a lower context or another feedback threshold) reports versions
+derived from them in `template_versions`, so cache keys change when prompts change.
 """
 
 from __future__ import annotations
