@@ -320,6 +320,7 @@ class Project:
             console=self.console,
             limit=options.extra.get("llm_limit"),
             dry_run=bool(options.extra.get("dry_run")),
+            executor=options.extra.get("executor"),
         )
 
     def show(self, name: str, limit: int = 10) -> tuple[list[str], list[tuple[Any, ...]]]:

@@ -32,6 +32,11 @@ LlmLimit = Annotated[int | None, typer.Option("--llm-limit", min=0, help="Cap LL
 FailFast = Annotated[bool, typer.Option("--fail-fast", "-x", help="Stop starting nodes after the first failure.")]
 Strict = Annotated[bool, typer.Option("--strict", help="Fail on any record a conversation source quarantines.")]
 DryRun = Annotated[bool, typer.Option("--dry-run", help="Count the LLM calls a selection needs; build nothing.")]
+Executor = Annotated[
+    str | None,
+    typer.Option("--executor", help="Where LLM calls run: local or ray (default: llm.executor, else local)."),
+]
+
 
 
 # Options given before the command (`wfsql --threads 2 run`) apply to it unless it repeats them.
@@ -40,10 +45,14 @@ _GLOBAL: dict[str, Any] = {}
 
 @app.callback()
 def _global_options(
-    project_dir: ProjectDir = None, target: Target = None, vars: Vars = None, threads: Threads = None
+    project_dir: ProjectDir = None,
+    target: Target = None,
+    vars: Vars = None,
+    threads: Threads = None,
+    executor: Executor = None,
 ) -> None:
     """WildFeedback as SQL: conversation logs in, preference data out, on DuckDB."""
-    _GLOBAL.update(project_dir=project_dir, target=target, vars=vars, threads=threads)
+    _GLOBAL.update(project_dir=project_dir, target=target, vars=vars, threads=threads, executor=executor)
 
 
 def _parse_vars(text: str | None) -> dict[str, Any] | None:
@@ -144,10 +153,20 @@ def run(
     dry_run: DryRun = False,
     strict: Strict = False,
     fail_fast: FailFast = False,
+    executor: Executor = None,
 ) -> None:
     """Build the selected models in DuckDB."""
     project = _project(project_dir, target, vars, threads, quiet)
-    options = _options(select, exclude, full_refresh, fail_fast, llm_limit=llm_limit, dry_run=dry_run, strict=strict)
+    options = _options(
+        select,
+        exclude,
+        full_refresh,
+        fail_fast,
+        llm_limit=llm_limit,
+        dry_run=dry_run,
+        strict=strict,
+        executor=executor or _GLOBAL.get("executor"),
+    )
     _finish(project.run(options))
 
 
@@ -194,10 +213,13 @@ def build(
     llm_limit: LlmLimit = None,
     strict: Strict = False,
     fail_fast: FailFast = False,
+    executor: Executor = None,
 ) -> None:
     """Seeds, models and tests in DAG order; a failed test stops what depends on its model."""
     project = _project(project_dir, target, vars, threads, quiet)
-    _finish(project.build(_options(select, exclude, full_refresh, fail_fast, llm_limit=llm_limit, strict=strict)))
+    extra = {"llm_limit": llm_limit, "strict": strict, "executor": executor or _GLOBAL.get("executor")}
+    _finish(project.build(_options(select, exclude, full_refresh, fail_fast, **extra)))
+
 
 
 @app.command("ls")

@@ -28,7 +28,21 @@ def diagnose(project_dir: Path, target: str | None) -> list[tuple[str, str]]:
     rows.extend(_project_rows(project_dir, target))
     rows.append(("torch device", _torch_device()))
     rows.append(("default model", _default_model()))
+    rows.append(("ray cluster", _ray_cluster(project_dir, target)))
     return rows
+
+
+def _ray_cluster(project_dir: Path, target: str | None) -> str:
+    """The Ray cluster `--executor ray` would use (connecting to it when an address is configured)."""
+    from wfsql.config import load_project
+    from wfsql.errors import WfsqlError
+    from wfsql.llm.executor import RaySettings, describe_cluster
+
+    try:
+        settings = RaySettings.parse((load_project(project_dir, target=target).llm or {}).get("ray"))
+    except WfsqlError:
+        settings = RaySettings()
+    return describe_cluster(settings)
 
 
 def _project_rows(project_dir: Path, target: str | None) -> list[tuple[str, str]]:

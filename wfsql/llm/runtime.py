@@ -46,16 +46,18 @@ class LLMSettings:
     batch_size: int = 16
     on_error: str = "null"
     root: Path | None = None  # relative model paths resolve against the project folder
+    executor: str = "local"  # where the calls run: local (this process) or ray (see wfsql/llm/executor.py)
+    ray: Any = None  # RaySettings, from the `ray:` block
 
     @classmethod
     def parse(cls, raw: dict[str, Any], root: Path | None = None) -> LLMSettings:
-        known = {"models", "roles", "batch_size", "on_error"}
+        known = {"models", "roles", "batch_size", "on_error", "executor", "ray"}
         for key in raw:
             if key not in known:
                 suggestion = did_you_mean(str(key), known)
                 raise WfsqlError(
                     f"llm.{key}: unknown key" + (f"; {suggestion}" if suggestion else ""),
-                    hint="the llm block takes models, roles, batch_size, on_error",
+                    hint="the llm block takes models, roles, batch_size, on_error, executor, ray",
                 )
         on_error = str(raw.get("on_error", "null"))
         if on_error not in ("null", "fail"):
@@ -73,7 +75,20 @@ class LLMSettings:
                 source = spec.get("source") if isinstance(spec, dict) else None
                 if isinstance(source, str) and not Path(source).is_absolute() and (root / source).exists():
                     models[name] = {**spec, "source": str((root / source).resolve())}
-        return cls(models=models, roles=roles, batch_size=int(raw.get("batch_size", 16)), on_error=on_error, root=root)
+        from wfsql.llm.executor import EXECUTORS, RaySettings
+
+        executor = str(raw.get("executor", "local"))
+        if executor not in EXECUTORS:
+            raise WfsqlError(f"llm.executor must be one of {', '.join(EXECUTORS)}, not {executor!r}")
+        return cls(
+            models=models,
+            roles=roles,
+            batch_size=int(raw.get("batch_size", 16)),
+            on_error=on_error,
+            root=root,
+            executor=executor,
+            ray=RaySettings.parse(raw.get("ray")),
+        )
 
 
 @dataclass
@@ -106,12 +121,31 @@ class LLMRuntime:
     """One per command: turns model names into backends (loaded once, on first real call)."""
 
     def __init__(
-        self, settings: LLMSettings, *, console: Any = None, limit: int | None = None, dry_run: bool = False
+        self,
+        settings: LLMSettings,
+        *,
+        console: Any = None,
+        limit: int | None = None,
+        dry_run: bool = False,
+        executor: str | None = None,
     ) -> None:
         self.settings = settings
         self.console = console
         self.limit = limit
         self.dry_run = dry_run
+        self.executor_name = executor or settings.executor
+        self._executor: Any = None
+        if self.executor_name not in ("local", "ray"):
+            suggestion = did_you_mean(self.executor_name, ["local", "ray"])
+            raise WfsqlError(
+                f"unknown executor {self.executor_name!r}" + (f"; {suggestion}" if suggestion else ""),
+                hint="--executor takes local or ray",
+            )
+        if self.executor_name == "ray" and not dry_run:
+            import importlib.util
+
+            if importlib.util.find_spec("ray") is None:
+                raise WfsqlError("--executor ray needs Ray, which is not installed", hint="pip install 'wfsql[ray]'")
         self._backends: dict[str, Any] = {}
         self._specs: dict[str, Any] = {}
         self._lock = threading.Lock()
@@ -195,6 +229,16 @@ class LLMRuntime:
 
                 self._backends[name] = TransformersBackend(spec)
             return self._backends[name]
+
+    @property
+    def executor(self) -> Any:
+        """Where the calls run (`--executor` or `llm.executor`): built on first use."""
+        with self._lock:
+            if self._executor is None:
+                from wfsql.llm.executor import make_executor
+
+                self._executor = make_executor(self.executor_name, self.settings.ray)
+            return self._executor
 
     def template_version(self, function: str) -> str:
         """The prompt template's version: part of every cache key, so a new prompt means new answers."""
@@ -350,54 +394,66 @@ class ModelCalls:
         return self.stats
 
     def _infer(self, calls: list[_Call]) -> None:
+        """Run the missing calls on the executor (local or Ray); write each finished batch to the cache."""
+        from wfsql.llm.executor import Batch
+
+        executor = self.runtime.executor
         groups: dict[tuple[Any, ...], list[_Call]] = {}
         for call in calls:
             groups.setdefault((call.function, call.model, call.options, _group_extra(call)), []).append(call)
+        batch_size = executor.batch_size(self.runtime.settings)
+        batches: list[Batch] = []
+        for (function, model, options, _), members in groups.items():
+            members.sort(key=lambda c: sum(len(str(a)) for a in c.arguments))
+            for start in range(0, len(members), batch_size):
+                batches.append(Batch(function, model, options, tuple(members[start : start + batch_size])))
+        wanted = {call.key: call for call in calls}
+        done: set[str] = set()
         total = len(calls)
         console = self.runtime.console
         progress = console.progress(f"{self.node_name}: LLM", total) if console and total else None
         advance = progress.__enter__() if progress else (lambda n=1: None)
         try:
-            for (function, model, options, _), members in groups.items():
-                members.sort(key=lambda c: sum(len(str(a)) for a in c.arguments))
-                backend = self.runtime.backend(model)
-                model_id = self.runtime.model_id(model)
-                batch = max(1, self.runtime.settings.batch_size)
-                for start in range(0, len(members), batch):
-                    chunk = members[start : start + batch]
-                    started = time.perf_counter()
-                    results = _dispatch(backend, function, chunk, options)
-                    self.stats.seconds += time.perf_counter() - started
-                    rows = []
-                    for call, result in zip(chunk, results, strict=True):
-                        ok = result.status == "ok"
-                        value = _cache_value(function, result) if ok else None
-                        if ok:
-                            self.values[call.key] = value
-                        else:
-                            self.stats.failures += 1
-                        self.stats.calls += 1
-                        self.stats.prompt_tokens += int(result.prompt_tokens or 0)
-                        rows.append(
-                            CacheRow(
-                                call.key,
-                                function,
-                                model_id,
-                                self.runtime.template_version(function),
-                                list(call.arguments),
-                                list(call.options),
-                                value,
-                                result.status,
-                                result.error,
-                                float(result.latency_ms or 0.0),
-                                int(result.prompt_tokens or 0),
-                                int(result.completion_tokens or 0),
-                                result.probability,
-                                self.node_name,
-                            )
+            started = time.perf_counter()
+            for results in executor.run(self.runtime, batches):
+                self.stats.seconds += time.perf_counter() - started
+                rows = []
+                for key, result in results:
+                    # Ray delivers at least once: a retried batch may come back twice.
+                    if key in done or key not in wanted:
+                        continue
+                    done.add(key)
+                    call = wanted[key]
+                    function = call.function
+                    ok = result.status == "ok"
+                    value = _cache_value(function, result) if ok else None
+                    if ok:
+                        self.values[call.key] = value
+                    else:
+                        self.stats.failures += 1
+                    self.stats.calls += 1
+                    self.stats.prompt_tokens += int(result.prompt_tokens or 0)
+                    rows.append(
+                        CacheRow(
+                            call.key,
+                            function,
+                            self.runtime.model_id(call.model),
+                            self.runtime.template_version(function),
+                            list(call.arguments),
+                            list(call.options),
+                            value,
+                            result.status,
+                            result.error,
+                            float(result.latency_ms or 0.0),
+                            int(result.prompt_tokens or 0),
+                            int(result.completion_tokens or 0),
+                            result.probability,
+                            self.node_name,
                         )
-                    append(self.adapter, rows)
-                    advance(len(chunk))
+                    )
+                append(self.adapter, rows)
+                advance(len(rows))
+                started = time.perf_counter()
         finally:
             if progress:
                 progress.__exit__(None, None, None)
