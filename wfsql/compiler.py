@@ -135,6 +135,8 @@ def _project_digest(config: ProjectConfig, files: ProjectFiles) -> str:
         config.test_tree,
         config.schema,
         config.flavor,
+        getattr(config, "training", None),
+        config.llm,
         sorted(os.environ.items()) if _reads_environment(files) else None,
     )
 
@@ -201,6 +203,7 @@ class _Builder:
         self._link(models, named, sources)
         self._raise_if_errors()
         parents = self._dependencies(models, seeds, sources)
+        trains = self._training(models, seeds, parents)
         dag = DAG(parents)
         try:
             order = dag.topological_order()
@@ -212,7 +215,7 @@ class _Builder:
                 location=Location(first.file.path) if first else None,
                 hint="a model cannot depend on itself through ref(); break the loop by splitting a model",
             ) from None
-        nodes = self._fingerprint(order, dag, models, seeds, sources)
+        nodes = self._fingerprint(order, dag, models, seeds, sources, trains)
         return Manifest(self.config, nodes, dag, self.warnings, self.files, self.renderer)
 
     def _raise_if_errors(self) -> None:
@@ -701,6 +704,7 @@ class _Builder:
         models: dict[str, _Pending],
         seeds: dict[str, SeedNode],
         sources: dict[tuple[str, str], SourceNode],
+        trains: dict[str, Node] | None = None,
     ) -> dict[str, Node]:
         by_id: dict[str, Node] = {s.unique_id: s for s in seeds.values()}
         by_id.update({s.unique_id: s for s in sources.values()})
@@ -709,6 +713,11 @@ class _Builder:
         for node_id in order:
             if node_id in by_id:
                 nodes[node_id] = by_id[node_id]
+                continue
+            if trains and node_id in trains:  # training target: its settings + its parents' fingerprints
+                train = trains[node_id]
+                parent_prints = [nodes[p].fingerprint for p in dag.parents(node_id)]
+                nodes[node_id] = replace(train, fingerprint=fingerprint(train.fingerprint, parent_prints))
                 continue
             pending = pending_by_id[node_id]
             parents = dag.parents(node_id)
@@ -744,6 +753,24 @@ class _Builder:
                 llm_functions=tuple(sorted(pending.functions & LLM_FUNCTION_NAMES)),
             )
         return nodes
+
+    def _training(
+        self, models: dict[str, _Pending], seeds: dict[str, SeedNode], parents: dict[str, list[str]]
+    ) -> dict[str, Node]:
+        """Training targets (`training:` in the project file) and the edges to and from them."""
+        if not self.config.training and not (self.config.llm or {}).get("models"):
+            return {}
+        from wfsql.training.compile import build_training_graph
+
+        project = self.config.name
+        relations = {name: (f"model.{project}.{name}", p.relation) for name, p in models.items()}
+        relations.update({name: (s.unique_id, s.relation) for name, s in seeds.items() if name not in models})
+        sql = {name: (f"model.{project}.{name}", p.config, p.compiled_sql) for name, p in models.items()}
+        graph = build_training_graph(self.config, relations, sql)
+        parents.update(graph.parents)
+        for uid, extra in graph.model_parents.items():
+            parents[uid] = [*parents[uid], *extra]
+        return dict(graph.nodes)
 
     def _display(self, node_id: str, models: dict[str, _Pending]) -> str:
         name = node_id.split(".")[-1]

@@ -111,6 +111,7 @@ PROJECT_SCHEMA: dict[str, Field] = {
     "targets": Field((dict,), {}, each=TARGET_SCHEMA),
     "default_target": Field((str,)),
     "llm": Field((dict,), {}),
+    "training": Field((dict,), {}),  # training targets; validated by wfsql/training/config.py
 }
 
 
@@ -196,6 +197,7 @@ class ProjectConfig:
     seed_tree: dict[str, Any] = field(default_factory=dict)
     test_tree: dict[str, Any] = field(default_factory=dict)
     llm: dict[str, Any] = field(default_factory=dict)
+    training: dict[str, Any] = field(default_factory=dict)
     document: YamlDocument | None = None
 
     @property
@@ -296,6 +298,7 @@ def _native(root: Path, doc: YamlDocument, target: str | None) -> ProjectConfig:
         seed_tree=spec["seeds"],
         test_tree=spec["tests"],
         llm=spec["llm"],
+        training=spec["training"],
         document=doc,
     )
 

@@ -63,7 +63,7 @@ class Incremental:
 
 
 ModelKind = View | Table | Ephemeral | Incremental
-ResourceType = Literal["model", "seed", "source", "test"]
+ResourceType = Literal["model", "seed", "source", "test", "train"]
 
 
 @dataclass(frozen=True)
@@ -143,6 +143,31 @@ class SourceNode(Node):
     @property
     def resource_type(self) -> Literal["source"]:
         return "source"
+
+
+@dataclass(frozen=True)
+class TrainNode(Node):
+    """A training target (`training:` in the project file): SFT and/or DPO on a pairs model's rows.
+
+    `depends_on` holds the pairs model (and a training target whose model it starts from, if any);
+    `config` holds the validated target settings (see wfsql/training/config.py).
+    """
+
+    pairs: str = ""  # unique id of the model (or seed) whose rows it trains on
+    pairs_relation: Relation = field(default_factory=lambda: Relation("main", "unnamed"))
+    base_model: str = "default"
+    line: int | None = None  # line of its declaration in the project file
+
+    @property
+    def resource_type(self) -> Literal["train"]:
+        return "train"
+
+    @property
+    def materialized(self) -> str:
+        return "+".join(self.config.get("stages", ())) or "train"
+
+    def manifest_extra(self) -> dict[str, Any]:
+        return {"pairs": self.pairs, "relation_name": str(self.pairs_relation), "base_model": self.base_model}
 
 
 def fingerprint(*parts: Any) -> str:

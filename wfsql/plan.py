@@ -8,9 +8,9 @@ from typing import Literal
 
 from wfsql.compiler import Manifest
 from wfsql.conversation_sources import is_conversation_format
-from wfsql.nodes import Ephemeral, Incremental, ModelNode, SeedNode, SourceNode, View
+from wfsql.nodes import Ephemeral, Incremental, ModelNode, SeedNode, SourceNode, TrainNode, View
 
-Action = Literal["build", "reuse", "inline", "seed", "test", "ingest"]
+Action = Literal["build", "reuse", "inline", "seed", "test", "ingest", "train"]
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,8 @@ def make_plan(
             steps[uid] = _model_step(node, built, existing, full_refresh)
         elif node.resource_type == "test":
             steps[uid] = Step(uid, "test", "tests run on every invocation")
+        elif isinstance(node, TrainNode):  # whether a finished run can be reused depends on the data: decided then
+            steps[uid] = Step(uid, "train", "--full-refresh: train anew" if full_refresh else "train, or reuse a run")
         # Only conversation logs are loaded; a file source with a reader format (csv, parquet...) is read in place.
         elif isinstance(node, SourceNode) and node.external_path and is_conversation_format(node.format):
             steps[uid] = _ingest_step(node, built, existing, full_refresh)

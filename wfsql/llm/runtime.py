@@ -179,6 +179,10 @@ class LLMRuntime:
                 from wfsql.llm.models import default_model_spec, parse_model_config
 
                 raw = self.settings.models.get(name)
+                if raw is not None and raw.get("trained_from") is not None:  # a training target's latest model
+                    from wfsql.training.registry import resolve_trained_model
+
+                    raw = resolve_trained_model(name, raw, self.settings.root)
                 if raw is None or raw.get("source") in (None, "default"):
                     base = default_model_spec()
                     self._specs[name] = (
