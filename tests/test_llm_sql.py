@@ -34,7 +34,7 @@ def _project(root: Path, model_dir: Path, rows: list[tuple[str, str, str, str]])
     (root / "models").mkdir(parents=True, exist_ok=True)
     (root / "wfsql_project.yml").write_text(
         "name: llmsql\nthreads: 1\n"
-        f"llm:\n  models:\n    tiny: {{source: {model_dir}, max_new_tokens: 48}}\n"
+        f"llm:\n  models:\n    tiny: {{source: {model_dir}, max_new_tokens: 48, feedback_method: rubric}}\n"
         "  roles: {classifier: tiny, generator: tiny, extractor: tiny}\n"
     )
     values = ", ".join(f"('{a}', '{b}', '{c}', '{d}')" for a, b, c, d in rows)

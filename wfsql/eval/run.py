@@ -74,16 +74,36 @@ def table_rows(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[La
     return out
 
 
-def classify(rows: Sequence[LabelledRow], classifier: str, runtime: Any = None) -> tuple[list[dict[str, Any]], float]:
-    """Predictions for every row and the seconds they took (model loading excluded)."""
+def classify(
+    rows: Sequence[LabelledRow], classifier: str, runtime: Any = None, *, method: str | None = None
+) -> tuple[list[dict[str, Any]], float]:
+    """Predictions for every row and the seconds they took (model loading excluded).
+
+    `classifier` is `keyword`, `calibrated` (the lexical classifier, no model), or a model name or role;
+    `method` overrides that model's `feedback_method` (auto, calibrated, rubric).
+    """
     if classifier == "keyword":
         started = time.perf_counter()
         return [keyword_signal(r.user_turn) for r in rows], time.perf_counter() - started
+    if classifier == "calibrated":
+        from wfsql.llm.calibrated import default_classifier
+
+        model = default_classifier()
+        model.predict("warm", "up")  # compile the patterns outside the timed region
+        started = time.perf_counter()
+        predictions = [model.predict(r.assistant_reply, r.user_turn)[0] for r in rows]
+        return predictions, time.perf_counter() - started
     from wfsql.llm.backend import FeedbackInput
     from wfsql.llm.functions import FUNCTIONS
 
     name = runtime.model_for(FUNCTIONS["feedback_signal"], classifier, {})
     backend = runtime.backend(name)
+    if method is not None:
+        import dataclasses
+
+        from wfsql.llm.transformers_backend import TransformersBackend
+
+        backend = TransformersBackend(dataclasses.replace(backend.spec, feedback_method=method))
     backend.feedback([FeedbackInput(rows[0].history, rows[0].assistant_reply, rows[0].user_turn)])  # warm up
     started = time.perf_counter()
     results = backend.feedback([FeedbackInput(r.history, r.assistant_reply, r.user_turn) for r in rows])
@@ -92,6 +112,8 @@ def classify(rows: Sequence[LabelledRow], classifier: str, runtime: Any = None) 
     return [r.value if r.status == "ok" and r.value else empty for r in results], seconds
 
 
-def run_evaluation(rows: Sequence[LabelledRow], classifier: str, runtime: Any = None) -> Evaluation:
-    predictions, seconds = classify(rows, classifier, runtime)
+def run_evaluation(
+    rows: Sequence[LabelledRow], classifier: str, runtime: Any = None, *, method: str | None = None
+) -> Evaluation:
+    predictions, seconds = classify(rows, classifier, runtime, method=method)
     return evaluate([r.labels for r in rows], predictions, seconds=seconds)

