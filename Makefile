@@ -7,7 +7,7 @@ PIP := $(VENV)/bin/pip
 WFSQL := $(abspath $(VENV))/bin/wfsql
 SAMPLE ?= 200
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test lint bench clean browser
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,7 +26,14 @@ demo: install
 	$(WFSQL) init demo --sample $(SAMPLE)
 	cd demo && $(WFSQL) build
 
-test: install
+# headless Chromium for the report rendering test (Debian's package; the test skips without it)
+browser:
+	@command -v chromium >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && \
+		{ apt-get install -y -q chromium >/dev/null 2>&1 || \
+		  { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1; }; }; } || \
+		echo "chromium is not installed (apt-get install -y chromium): the report rendering test will skip"
+
+test: install browser
 	$(VENV)/bin/python -m pytest -q -p no:cacheprovider
 
 lint: install

@@ -368,6 +368,22 @@ def docs_figures(
 
 
 @app.command()
+def report(
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="HTML file to write (default: target/report.html).")
+    ] = None,
+    project_dir: ProjectDir = None,
+    target: Target = None,
+) -> None:
+    """Write an HTML report: pair counts per stage, feedback categories, training curves, win rates."""
+    from wfsql.report import write_report
+
+    project = _project(project_dir, target, None, None)
+    path = write_report(project, out or project.config.target_dir / "report.html")
+    project.console.info(f"Wrote {path} (open it in a browser)")
+
+
+@app.command()
 def clean(
     project_dir: ProjectDir = None,
     target: Target = None,

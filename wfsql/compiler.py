@@ -49,7 +49,9 @@ from wfsql.renderer import PLACEHOLDER, Renderer, RenderResult
 from wfsql.sql_analysis import analyze_sql
 
 EPHEMERAL_PREFIX = "__wfsql_cte__"
-LLM_FUNCTION_NAMES = frozenset({"llm_classify", "llm_extract", "llm_generate", "llm_embed", "feedback_signal"})
+LLM_FUNCTION_NAMES = frozenset(
+    {"llm_classify", "llm_extract", "llm_generate", "llm_embed", "llm_judge", "feedback_signal"}
+)
 _FILE_READERS = {
     ".csv": "read_csv_auto",
     ".tsv": "read_csv_auto",

@@ -28,13 +28,17 @@ Public interface (stable; the SQL runtime depends only on this module and `model
             -> list[LLMResult]
         def feedback(items: list[FeedbackInput]) -> list[LLMResult]
             # value = {"sat": bool, "dsat": bool, "sat_categories": [...], "dsat_categories": [...]}
+        def judge(items: list[JudgeInput]) -> list[LLMResult]   # JudgeInput(prompt, answer_a, answer_b, checklist)
+            # value = {"verdict": "A+", "probability": p, "score": E[points], "probabilities": [5 floats]}
+            # (wfsql/llm/judge.py: verdicts A++, A+, A=B, B+, B++; checklist None = judge without one)
 
 Contract of every method:
 - takes a whole list and returns one result per input, in input order; batching, length sorting and
   device sizing happen inside (callers never loop row by row);
 - never raises for a bad item: an exception on one item becomes an error result for that item alone;
 - an "ok" value always has the promised shape: classify returns one of `labels`, extract returns JSON that
-  validates against `json_schema`, feedback returns the 9 + 9 rubric with sat/dsat consistent with the lists;
+  validates against `json_schema`, feedback returns the 9 + 9 rubric with sat/dsat consistent with the lists,
+  judge returns one of the five verdicts with probabilities over them;
 - deterministic for the same inputs when temperature == 0 (greedy / label scoring), and for the same
   (prompt, seed) when temperature > 0 whatever else is in the batch;
 - over-long inputs are cut from the middle (feedback: the history first, then the assistant reply; the
@@ -51,14 +55,17 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from wfsql.llm.feedback import DSAT_CATEGORIES, SAT_CATEGORIES
+from wfsql.llm.judge import VERDICTS, JudgeInput
 from wfsql.llm.prompts import DEFAULT_TEMPLATES, PromptTemplate
 
 __all__ = [
     "DSAT_CATEGORIES",
     "SAT_CATEGORIES",
     "TEMPLATE_VERSIONS",
+    "VERDICTS",
     "Backend",
     "FeedbackInput",
+    "JudgeInput",
     "LLMResult",
     "PromptTemplate",
     "Status",
@@ -124,4 +131,8 @@ class Backend(Protocol):
 
     def feedback(self, items: list[FeedbackInput]) -> list[LLMResult]:
         """The WildFeedback SAT/DSAT rubric for each user turn."""
+        ...
+
+    def judge(self, items: list[JudgeInput]) -> list[LLMResult]:
+        """A pairwise verdict (A++, A+, A=B, B+, B++) per comparison, with or without a checklist."""
         ...

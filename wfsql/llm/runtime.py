@@ -30,7 +30,7 @@ from wfsql.adapter import DuckDBAdapter
 from wfsql.errors import WfsqlError, did_you_mean
 from wfsql.llm.cache import CacheRow, append, cache_key, ensure_cache_table, lookup
 from wfsql.llm.embeddings import DEFAULT_EMBEDDER
-from wfsql.llm.functions import FUNCTIONS, ROLE_FALLBACK, LLMFunction
+from wfsql.llm.functions import FUNCTIONS, ROLE_FALLBACK, ROLES, LLMFunction
 
 MAX_PASSES = 8
 _BUILD_IDS = itertools.count(1)
@@ -162,7 +162,8 @@ class LLMRuntime:
             if mapped is None and name == "embedder":
                 return DEFAULT_EMBEDDER
             if mapped is None:
-                if requested:
+                # a role nobody mapped (`model := 'policy'` without llm.roles) is served by the default model
+                if requested and name not in ROLES:
                     known = [*self.settings.models, *self.settings.roles]
                     suggestion = did_you_mean(requested, known)
                     raise WfsqlError(
@@ -288,7 +289,8 @@ class ModelCalls:
             udf_name = f"{function.udf_name}_{self.suffix}"
             with contextlib.suppress(duckdb.Error):
                 cursor.remove_function(udf_name)
-            argument_types = [t for _, t in function.arguments] + ["VARCHAR"] * len(function.options)
+            positional = (*function.arguments, *function.optional)
+            argument_types = [t for _, t in positional] + ["VARCHAR"] * len(function.options)
             # Arrow UDFs cannot return DuckDB's JSON type directly: return text, cast in the macro.
             is_json = function.return_type == "JSON"
             cursor.create_function(
@@ -300,8 +302,9 @@ class ModelCalls:
                 null_handling="special",
                 side_effects=True,
             )
-            parameters = [name for name, _ in function.arguments] + [f"{o} := NULL" for o in function.options]
-            names = [name for name, _ in function.arguments] + list(function.options)
+            optional = [name for name, _ in function.optional] + list(function.options)
+            parameters = [name for name, _ in function.arguments] + [f"{o} := NULL" for o in optional]
+            names = [name for name, _ in positional] + list(function.options)
             call = f"{udf_name}({', '.join(names)})"
             self.registered.append(udf_name)
             body = f"cast({call} as JSON)" if is_json else call
@@ -312,14 +315,15 @@ class ModelCalls:
 
         arrow_type = _arrow_type(function.return_type)
         n_args = len(function.arguments)
+        n_row = n_args + len(function.optional)  # optional per-row arguments may be NULL
 
         def udf(*columns: Any) -> Any:
             rows = [column.to_pylist() for column in columns]
             out: list[Any] = []
             for index in range(len(rows[0]) if rows else 0):
-                arguments = tuple(rows[a][index] for a in range(n_args))
-                options = tuple(rows[a][index] for a in range(n_args, len(rows)))
-                if any(value is None for value in arguments):
+                arguments = tuple(rows[a][index] for a in range(n_row))
+                options = tuple(rows[a][index] for a in range(n_row, len(rows)))
+                if any(value is None for value in arguments[:n_args]):
                     out.append(None)
                     continue
                 call = self._call(function, arguments, options)
@@ -331,7 +335,7 @@ class ModelCalls:
                     out.append(_to_sql_value(function, self.values.get(call.key)))
             return pa.array(out, type=arrow_type)
 
-        return _with_arity(udf, n_args + len(function.options))
+        return _with_arity(udf, n_row + len(function.options))
 
     def _call(self, function: LLMFunction, arguments: tuple[Any, ...], options: tuple[Any, ...]) -> _Call:
         option_map = dict(zip(function.options, options, strict=True))
@@ -501,6 +505,10 @@ def _dispatch(backend: Any, function: str, calls: list[_Call], options: tuple[An
         )
     if function == "llm_embed":
         return backend.embed([c.arguments[0] for c in calls])
+    if function == "llm_judge":
+        from wfsql.llm.judge import JudgeInput
+
+        return backend.judge([JudgeInput(*c.arguments) for c in calls])
     from wfsql.llm.backend import FeedbackInput
 
     return backend.feedback([FeedbackInput(*c.arguments) for c in calls])
@@ -529,6 +537,15 @@ def _arrow_type(duckdb_type: str) -> Any:
         return pa.list_(pa.float32())
     if duckdb_type.startswith("STRUCT(label"):
         return pa.struct([("label", pa.string()), ("probability", pa.float64())])
+    if duckdb_type.startswith("STRUCT(verdict"):
+        return pa.struct(
+            [
+                ("verdict", pa.string()),
+                ("probability", pa.float64()),
+                ("score", pa.float64()),
+                ("probabilities", pa.list_(pa.float64())),
+            ]
+        )
     return pa.struct(
         [
             ("sat", pa.bool_()),

@@ -32,6 +32,7 @@ from typing import Any, Literal
 
 from wfsql.llm.backend import FeedbackInput, LLMResult
 from wfsql.llm.feedback import ALL_CATEGORIES, DEFAULT_THRESHOLD, feedback_value
+from wfsql.llm.judge import VERDICTS, JudgeInput, judge_value
 from wfsql.llm.models import LoadedModel, ModelSpec, load_model
 from wfsql.llm.prompts import (
     DEFAULT_CLASSIFY_INSTRUCTION,
@@ -565,6 +566,70 @@ class TransformersBackend:
                 return LLMResult(
                     feedback_value(by_category, self.feedback_threshold), prompt_tokens=len(head) + len(row.flat),
                     probabilities=by_category,
+                )
+
+            self._score(tuple(head), rows, reads, finish, out)
+            return [out[i] for i in range(len(items))]
+
+    def judge(self, items: list[JudgeInput]) -> list[LLMResult]:
+        """Pairwise verdicts by label scoring over the five verdicts (A++ ... B++), so an answer is always one.
+
+        A verdict's score is the sum of its tokens' log-probabilities after the "Verdict:" lead-in (full
+        vocabulary at every step), normalised over the five. The system prompt is shared by every row (one KV
+        cache); the two answers are first capped to a third of the budget each, the same for both, so cutting
+        never favours a position; then the conversation is cut from the middle, and the checklist never.
+        """
+        with self._lock:
+            template = self.templates["judge"]
+            head, tail = self.frame(template.system)
+            lead = template.assistant_prefix
+            lead_in = self.encode_text(lead) if lead else []
+            space = " " if lead and not lead[-1].isspace() else ""
+            label_ids = [self.encode_text(space + verdict) for verdict in VERDICTS]
+            budget = self.context_tokens - len(head) - len(tail) - len(lead_in) - max(map(len, label_ids)) - 1
+            branches = [ids[:-1] for ids in label_ids if len(ids) > 1]
+            multi = [k for k, ids in enumerate(label_ids) if len(ids) > 1]
+            rows: dict[int, _Row] = {}
+            out: dict[int, LLMResult] = {}
+            for index, item in enumerate(items):
+                try:
+                    cap = max(1, budget // 3)
+                    checklist = (item.checklist or "").strip()
+                    fields = {
+                        "prompt": item.prompt.strip() or "(none)",
+                        "answer_a": self.cut_middle(item.answer_a, cap),
+                        "answer_b": self.cut_middle(item.answer_b, cap),
+                        "checklist": render(template.item, checklist=checklist) if checklist else "",
+                    }
+                    user, _ = self.fit_fields(
+                        template.user, fields, ["prompt", "answer_a", "answer_b"], budget, "checklist"
+                    )
+                except Exception as error:
+                    out[index] = LLMResult.failure(f"{type(error).__name__}: {error}")
+                    continue
+                rows[index] = _Row(user + tail + lead_in, branches)
+
+            def reads(row: _Row) -> list[int]:
+                positions = [len(row.ids) - 1]
+                for offset, branch in zip(row.branch_offsets(), row.branches, strict=True):
+                    positions.extend(range(offset, offset + len(branch)))
+                return positions
+
+            def finish(index: int, hidden: Any, row: _Row) -> LLMResult:
+                import torch
+
+                logprobs = torch.log_softmax(self._logits(hidden).float(), dim=-1)
+                scores = [float(logprobs[0, ids[0]]) for ids in label_ids]
+                cursor = 1
+                for k in multi:
+                    for step, token in enumerate(label_ids[k][1:]):
+                        scores[k] += float(logprobs[cursor + step, token])
+                    cursor += len(label_ids[k]) - 1
+                probs = torch.softmax(torch.tensor(scores, dtype=torch.float64), dim=0).tolist()
+                value = judge_value(probs)
+                return LLMResult(
+                    value, prompt_tokens=len(head) + len(row.flat), probability=value["probability"],
+                    probabilities=dict(zip(VERDICTS, probs, strict=True)),
                 )
 
             self._score(tuple(head), rows, reads, finish, out)

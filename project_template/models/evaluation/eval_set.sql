@@ -3,6 +3,7 @@ select
     c.conversation_id,
     c.feedback_turn,
     c.prompt,
+    c.transcript,
     c.preferences as checklist,
     '- [ ] ' || array_to_string(c.preferences, chr(10) || '- [ ] ') as checklist_text,
     s.cluster
