@@ -133,6 +133,18 @@ def test_training_is_a_dag_node_left_out_of_a_plain_build(tmp_path: Path) -> Non
         project.train(["train_dop"])
 
 
+def test_wfsql_train_on_a_project_without_targets_says_what_to_do(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from wfsql.cli import app
+
+    write_files(tmp_path / "p", {"wfsql_project.yml": "name: p\n", "models/a.sql": "select 1 as x"})
+    result = CliRunner().invoke(app, ["train", "--project-dir", str(tmp_path / "p")])
+    assert result.exit_code != 0
+    assert "declares no training target" in str(result.exception)
+    assert "training:" in result.exception.hint  # type: ignore[union-attr]
+
+
 # ------------------------------------------------------------------------------------ training
 
 
@@ -311,3 +323,26 @@ def test_the_gpu_benchmark_script_runs_on_cpu_with_a_tiny_model(tmp_path: Path) 
     figures = module.main(argv)
     assert figures["sft_tokens_per_s"] > 0 and figures["dpo_tokens_per_s"] > 0
     assert figures["dpo_peak_memory_gb"] > 0
+
+
+@pytest.mark.slow
+def test_two_processes_train_one_run_through_launch(tmp_path: Path, tiny_model: str) -> None:
+    """`launch:` starts the worker under torch's launcher with 2 processes (gloo on CPU, DDP): one run,
+    each step logged once, LoRA merged once, the tables filled from the folder."""
+    root = _project(
+        tmp_path / "p",
+        f"""
+        train_dpo:
+          base_model: {tiny_model}
+          sft: {{max_steps: 2, learning_rate: 1.0e-3}}
+          dpo: {{max_steps: 2, learning_rate: 1.0e-3}}
+          lora: {{r: 4, alpha: 8}}
+          batch_size: 1
+          launch: "{{python}} -m torch.distributed.run --nproc_per_node 2"
+        """,
+    )
+    results = load(root).train()
+    assert statuses(results)["train_dpo"] == "success", [r.message for r in results.results]
+    assert [(s["stage"], s["step"]) for s in _steps(root)] == [("sft", 1), ("sft", 2), ("dpo", 1), ("dpo", 2)]
+    summary = json.loads(query(root, "select summary from training_runs")[0][0])
+    assert summary["processes"] == 2

@@ -17,7 +17,6 @@ resumes from its last checkpoint (`save_steps`).
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sys
 import time
@@ -79,7 +78,18 @@ def resolve_hardware(device: str, precision: str) -> Hardware:
         precision = gpu_precision if device == "cuda" else "fp32"
     if precision == "fp16" and device == "cpu":
         raise TrainingConfigError("precision: fp16 needs a GPU (use fp32 or bf16 on CPU)")
-    return Hardware(device, precision, int(os.environ.get("WORLD_SIZE", "1")))
+    return Hardware(device, precision, _state(cpu=device == "cpu").num_processes)
+
+
+def _state(**kwargs: Any) -> Any:
+    """accelerate's view of the processes (one, or those an `accelerate launch` started)."""
+    from accelerate import PartialState
+
+    return PartialState(**kwargs)
+
+
+def _is_main() -> bool:
+    return bool(_state().is_main_process)
 
 
 # --------------------------------------------------------------------------------------- lengths
@@ -343,7 +353,7 @@ def _run_stage(
     checkpoints = stage_dir / "checkpoints"
     steps_file = run_dir / "steps.jsonl"
     resume = _last_checkpoint(checkpoints)
-    is_main = int(os.environ.get("RANK", "0")) == 0
+    is_main = _is_main()
     if is_main:
         stage_dir.mkdir(parents=True, exist_ok=True)
         _drop_steps(steps_file, stage, int(resume.name.split("-")[-1]) if resume else 0)
@@ -468,7 +478,7 @@ def train_run(run_dir: str | Path, *, on_step: StepHook | None = None, callbacks
         "seconds": time.perf_counter() - started,
         "versions": _versions(),
     }
-    if int(os.environ.get("RANK", "0")) == 0:
+    if _is_main():
         (run_dir / "result.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
     return result
 
