@@ -22,6 +22,7 @@ prompt) at this machine's measured float32 matmul rate on model-sized matrices.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import random
@@ -190,7 +191,9 @@ def main() -> None:
     import torch
 
     turns = load_turns(max(args.n, args.naive_n, args.batched_n), seed=args.seed)
-    backend = TransformersBackend(default_model_spec(), templates={"extract": JSON_TEMPLATE})
+    # feedback_method rubric: these figures are about the model paths, not the calibrated lexical classifier
+    spec = dataclasses.replace(default_model_spec(), feedback_method="rubric")
+    backend = TransformersBackend(spec, templates={"extract": JSON_TEMPLATE})
     model = backend.loaded.model
     parameters = sum(p.numel() for p in model.parameters())
     embedding = model.get_input_embeddings().weight.numel()

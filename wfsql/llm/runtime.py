@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import os
+import signal
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -245,10 +247,22 @@ class LLMRuntime:
                 self._executor = make_executor(self.executor_name, self.settings.ray)
             return self._executor
 
-    def template_version(self, function: str) -> str:
-        """The prompt template's version: part of every cache key, so a new prompt means new answers."""
+    def template_version(self, function: str, model: str | None = None) -> str:
+        """The prompt template's version: part of every cache key, so a new prompt means new answers.
+
+        For `feedback_signal` it also names the method the model runs (calibrated weights or rubric prompt).
+        """
         from wfsql.llm.backend import TEMPLATE_VERSIONS
 
+        if (
+            function == "feedback_signal"
+            and model is not None
+            and not self._is_embedder(model)
+            and self.spec(model).resolved_feedback_method() == "calibrated"
+        ):
+            from wfsql.llm.calibrated import default_classifier
+
+            return default_classifier().version
         kind = "feedback" if function == "feedback_signal" else function.removeprefix("llm_")
         return str(TEMPLATE_VERSIONS.get(kind, "v1"))
 
@@ -345,7 +359,7 @@ class ModelCalls:
         key = cache_key(
             function.name,
             self.runtime.model_id(model),
-            self.runtime.template_version(function.name),
+            self.runtime.template_version(function.name, model),
             normalised,
             option_values,
         )
@@ -416,6 +430,7 @@ class ModelCalls:
             for start in range(0, len(members), batch_size):
                 batches.append(Batch(function, model, options, tuple(members[start : start + batch_size])))
         wanted = {call.key: call for call in calls}
+        model_ids = {model: self.runtime.model_id(model) for model in {call.model for call in calls}}
         done: set[str] = set()
         total = len(calls)
         console = self.runtime.console
@@ -445,8 +460,8 @@ class ModelCalls:
                         CacheRow(
                             call.key,
                             function,
-                            self.runtime.model_id(call.model),
-                            self.runtime.template_version(function),
+                            model_ids[call.model],
+                            self.runtime.template_version(function, call.model),
                             list(call.arguments),
                             list(call.options),
                             value,
@@ -460,11 +475,26 @@ class ModelCalls:
                         )
                     )
                 append(self.adapter, rows)
+                _die_here_for_tests(len(rows))
                 advance(len(rows))
                 started = time.perf_counter()
         finally:
             if progress:
                 progress.__exit__(None, None, None)
+
+
+KILL_AFTER_ROWS_ENV = "WFSQL_TEST_KILL_AFTER_CACHED_ROWS"
+"""Test hook: SIGKILL this process once it has committed at least this many answers to the cache."""
+_cached_rows_this_process = 0
+
+
+def _die_here_for_tests(committed: int) -> None:
+    """A real kill at a known point, so tests can check that a killed build resumes without redoing work."""
+    global _cached_rows_this_process
+    _cached_rows_this_process += committed
+    limit = os.environ.get(KILL_AFTER_ROWS_ENV)
+    if limit and _cached_rows_this_process >= int(limit):
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _with_arity(function: Callable[..., Any], arity: int) -> Callable[..., Any]:

@@ -114,6 +114,16 @@ class TransformersBackend:
         if feedback_threshold != DEFAULT_THRESHOLD:
             self.template_versions["feedback"] += f";threshold={feedback_threshold:g}"
         self.feedback_threshold = feedback_threshold
+        # Small models answer feedback_signal with the calibrated lexical classifier (wfsql/llm/calibrated.py)
+        # unless the project overrides the rubric prompt or asks for it (`feedback_method: rubric`).
+        overridden = "feedback" in (templates or {})
+        self.feedback_method = spec.resolved_feedback_method()
+        if overridden and spec.feedback_method == "auto":
+            self.feedback_method = "rubric"
+        if self.feedback_method == "calibrated":
+            from wfsql.llm.calibrated import default_classifier
+
+            self.template_versions["feedback"] = default_classifier().version
         self._context_override = context_tokens
         self._max_batch_tokens = max_batch_tokens
         self._loaded: LoadedModel | None = None
@@ -527,7 +537,12 @@ class TransformersBackend:
         return logits
 
     def feedback(self, items: list[FeedbackInput]) -> list[LLMResult]:
-        """The 9 + 9 rubric per user turn: P(yes) of each category as a continuation of one shared prefix."""
+        """The 9 + 9 rubric per user turn: P(yes) of each category as a continuation of one shared prefix.
+
+        With `feedback_method` calibrated, the lexical classifier answers instead and the model is not loaded.
+        """
+        if self.feedback_method == "calibrated":
+            return self._feedback_calibrated(items)
         with self._lock:
             template = self.templates["feedback"]
             head, tail = self.frame(template.system)
@@ -634,6 +649,23 @@ class TransformersBackend:
 
             self._score(tuple(head), rows, reads, finish, out)
             return [out[i] for i in range(len(items))]
+
+    @staticmethod
+    def _feedback_calibrated(items: list[FeedbackInput]) -> list[LLMResult]:
+        from wfsql.llm.calibrated import default_classifier
+
+        classifier = default_classifier()
+        out = []
+        for item in items:
+            started = time.perf_counter()
+            try:
+                value, probabilities = classifier.predict(item.assistant_reply, item.user_turn)
+            except Exception as error:  # a pathological input must become a status row, not a failed build
+                out.append(LLMResult.failure(f"{type(error).__name__}: {error}"))
+                continue
+            result = LLMResult(value, probabilities=probabilities)
+            out.append(_with_latency(result, (time.perf_counter() - started) * 1000))
+        return out
 
     def _answer_tokens(self, yes: Sequence[str], no: Sequence[str]) -> tuple[list[int], list[int]]:
         """Single-token ids of yes/no answers as they follow "category:" (with and without a leading space)."""
