@@ -106,7 +106,7 @@ def test_describe_default_model_is_one_line() -> None:
 
 def test_template_versions_and_custom_templates() -> None:
     assert TEMPLATE_VERSIONS == {"classify": "classify/v1", "extract": "extract/v1", "generate": "generate/v1",
-                                 "feedback": "feedback/v1"}
+                                 "feedback": "feedback/v1", "judge": "judge/v1"}
     custom = PromptTemplate(kind="classify", user="{text} -> {labels}")
     assert custom.version.startswith("classify/custom-")
     assert PromptTemplate(kind="classify", user="{text} => {labels}").version != custom.version
