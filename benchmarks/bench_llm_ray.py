@@ -1,6 +1,6 @@
 """Overhead of the Ray executor against the local executor, in one run, on the same inputs.
 
-    python benchmarks/bench_llm_ray.py [--n 500 --max-chars 120 --replicas 1 --json .bench/llm_ray.json]
+    python benchmarks/bench_llm_ray.py [--n 500 --max-chars 120 --replicas 1 --ray-first --json .bench/llm_ray.json]
 
 N distinct real user turns (ShareGPT, the turns bench_llm.py uses, cut to --max-chars so that the run
 takes minutes on 2 CPU cores) go through `llm_classify` on the default model (SmolLM2-135M-Instruct) in a
@@ -87,33 +87,48 @@ def main() -> None:
     parser.add_argument("--max-chars", type=int, default=120)
     parser.add_argument("--replicas", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--ray-first", action="store_true", help="Build with Ray first (drift check).")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     turns = distinct_turns(args.n, args.max_chars)
     work = Path(tempfile.mkdtemp(prefix="wfsql_ray_bench_"))
-
     local_root = make_project(work / "local", turns, "local", args.replicas, args.batch_size)
-    local_seconds, local_message = build(local_root)
-    print(f"local: {local_seconds:.1f} s ({local_message})", flush=True)
-
-    import ray
-
-    started = time.perf_counter()
-    ray.init(address="local", num_cpus=4, include_dashboard=False, logging_level=logging.WARNING)
-    init_seconds = time.perf_counter() - started
-    print(f"ray.init: {init_seconds:.1f} s", flush=True)
     ray_root = make_project(work / "ray", turns, "ray", args.replicas, args.batch_size)
-    ray_seconds, ray_message = build(ray_root)
-    print(f"ray: {ray_seconds:.1f} s ({ray_message})", flush=True)
-    ray.shutdown()
+    load_before = os.getloadavg()[0]
+
+    def run_local() -> tuple[float, str]:
+        seconds, message = build(local_root)
+        print(f"local: {seconds:.1f} s ({message})", flush=True)
+        return seconds, message
+
+    def run_ray() -> tuple[float, float, str]:
+        import ray
+
+        started = time.perf_counter()
+        ray.init(address="local", num_cpus=4, include_dashboard=False, logging_level=logging.WARNING)
+        init = time.perf_counter() - started
+        print(f"ray.init: {init:.1f} s", flush=True)
+        seconds, message = build(ray_root)
+        print(f"ray: {seconds:.1f} s ({message})", flush=True)
+        ray.shutdown()
+        return init, seconds, message
+
+    if args.ray_first:
+        init_seconds, ray_seconds, _ = run_ray()
+        local_seconds, _ = run_local()
+    else:
+        local_seconds, _ = run_local()
+        init_seconds, ray_seconds, _ = run_ray()
 
     same = table(local_root) == table(ray_root)
     result = {
         "turns": len(turns),
+        "order": "ray first" if args.ray_first else "local first",
         "max_chars": args.max_chars,
         "replicas": args.replicas,
         "batch_size": args.batch_size,
         "cpus": os.cpu_count(),
+        "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         "local_seconds": round(local_seconds, 2),
         "ray_init_seconds": round(init_seconds, 2),
         "ray_seconds": round(ray_seconds, 2),

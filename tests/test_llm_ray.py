@@ -11,6 +11,8 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -64,10 +66,16 @@ def _turns(n: int) -> list[tuple[str, str, str, str]]:
     ]
 
 
-def _project(root: Path, model_dir: Path | None, rows: list[tuple[str, str, str, str]], llm_extra: str = "") -> Path:
+def _project(
+    root: Path,
+    model_dir: Path | None,
+    rows: list[tuple[str, str, str, str]],
+    llm_extra: str = "",
+    model_extra: str = "",
+) -> Path:
     (root / "models").mkdir(parents=True, exist_ok=True)
     llm = (
-        f"llm:\n  models:\n    tiny: {{source: {model_dir}, max_new_tokens: 32}}\n"
+        f"llm:\n  models:\n    tiny: {{source: {model_dir}, max_new_tokens: 32{model_extra}}}\n"
         "  roles: {classifier: tiny, generator: tiny, extractor: tiny}\n"
         if model_dir is not None
         else "llm:\n"
@@ -138,16 +146,30 @@ def test_debug_describes_the_cluster_it_would_use(monkeypatch: pytest.MonkeyPatc
     assert line.startswith(f"ray {ray.__version__}") and "starts a local Ray with 4 logical CPUs" in line
 
 
+def test_debug_reports_a_running_cluster(tmp_path: Path, local_ray: Any) -> None:
+    env = {**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address, "COLUMNS": "400"}
+    result = subprocess.run(
+        [sys.executable, "-m", "wfsql.cli", "debug", "--project-dir", str(tmp_path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    line = next((x for x in result.stdout.splitlines() if "ray cluster" in x), result.stdout + result.stderr)
+    assert "1 node(s), 4 CPU(s), 0 GPU(s)" in line, line
+
+
 # ------------------------------------------------------------------------------------------ tiny model
 
 
 def test_cli_run_with_ray_builds_the_same_table_as_local(tmp_path: Path, tiny_model: Path, local_ray: Any) -> None:
     rows = _turns(8)
-    local = _project(tmp_path / "local", tiny_model, rows, llm_extra="  batch_size: 4\n")
+    rubric = ", feedback_method: rubric"  # the model's own feedback pass, not the small-model lexical classifier
+    local = _project(tmp_path / "local", tiny_model, rows, llm_extra="  batch_size: 4\n", model_extra=rubric)
     _signals_model(local)
     ok, message = _run(local)
     assert ok and "LLM: 32 call(s)" in message and "0 failed" in message, message
-    remote = _project(tmp_path / "ray", tiny_model, rows, llm_extra="  batch_size: 4\n")
+    remote = _project(tmp_path / "ray", tiny_model, rows, llm_extra="  batch_size: 4\n", model_extra=rubric)
     _signals_model(remote)
     try:
         result = CliRunner().invoke(app, ["run", "--project-dir", str(remote), "--executor", "ray"])
@@ -193,7 +215,10 @@ def test_a_failing_row_is_a_status_row_and_the_job_goes_on(
     rows = _turns(6)
     rows[1] = ("r001", "h", "r", "this one POISON raises inside the actor")
     rows[4] = ("r004", "h", "r", "haha " * 9000)  # the user turn alone overflows the context: an error result
-    root = _project(tmp_path / "p", tiny_model, rows, llm_extra="  batch_size: 4\n")
+    # the rubric prompt, not the calibrated lexical classifier small models get by default, so the model runs
+    root = _project(
+        tmp_path / "p", tiny_model, rows, llm_extra="  batch_size: 4\n", model_extra=", feedback_method: rubric"
+    )
     (root / "models" / "signals.sql").write_text(
         "{{ config(materialized='table') }}\n"
         "select id, feedback_signal(history, reply, turn) as signal from {{ ref('inputs') }}\n"
@@ -234,11 +259,12 @@ def test_real_default_model_gives_the_same_answers_on_ray(tmp_path: Path, local_
         ("c", "User: write a haiku", "Leaves fall on the pond...", "Make it shorter and about the sea."),
         ("d", "", "Hello! How can I help?", "Tell me a joke about cats."),
     ]
-    local = _project(tmp_path / "local", None, rows)
+    rubric = "  models: {default: {source: default, feedback_method: rubric}}\n"  # the model's feedback pass
+    local = _project(tmp_path / "local", None, rows, llm_extra=rubric)
     _signals_model(local, extract=False)
     ok, message = _run(local)
     assert ok and "0 failed" in message, message
-    remote = _project(tmp_path / "ray", None, rows)
+    remote = _project(tmp_path / "ray", None, rows, llm_extra=rubric)
     _signals_model(remote, extract=False)
     ok, message = _run(remote, executor="ray")
     assert ok and "0 failed" in message, message
