@@ -103,3 +103,30 @@ def test_backend_answers_calibrated_feedback_without_loading_the_model(tmp_path:
     [result] = backend.feedback([FeedbackInput("", "Here is the poem.", "thank you so much!")])
     assert result.status == "ok" and result.value["sat_categories"] == ["gratitude"]
     assert backend._loaded is None
+
+
+def test_feedback_signal_in_sql_runs_the_calibrated_classifier_without_loading_weights(tmp_path: Path) -> None:
+    import duckdb
+
+    from wfsql.api import Project, RunOptions
+    from wfsql.console import Console
+
+    weights = tmp_path / "small_model"
+    weights.mkdir()
+    (weights / "model.safetensors").write_bytes(b"\0" * 1024)  # loading this would fail the build
+    (tmp_path / "models").mkdir()
+    (tmp_path / "wfsql_project.yml").write_text(
+        f"name: calib\nthreads: 1\nllm:\n  models: {{small: {{source: {weights}}}}}\n  roles: {{classifier: small}}\n"
+    )
+    (tmp_path / "models" / "signals.sql").write_text(
+        "{{ config(materialized='table') }}\n"
+        "select i, feedback_signal('', 'Here is the answer.', case when i = 0 then 'thank you!' "
+        "else 'that is wrong, fix it' end) as s from range(2) t(i)"
+    )
+    results = Project.load(tmp_path, console=Console(quiet=True)).run(RunOptions())
+    assert results.success, [r.message for r in results.results]
+    with duckdb.connect(str(tmp_path / "target" / "wfsql.duckdb"), read_only=True) as con:
+        rows = con.execute("select i, s.sat, s.dsat from signals order by i").fetchall()
+        versions = con.execute("select distinct template_version from _wfsql.llm_cache").fetchall()
+    assert rows == [(0, True, False), (1, False, True)]
+    assert versions == [(default_classifier().version,)]

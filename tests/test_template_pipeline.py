@@ -53,8 +53,15 @@ def build(root: Path, *select: str) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, float]:
+    import yaml
+
     root = tmp_path_factory.mktemp("template") / "demo"
     scaffold(root, sample=12)
+    # every model runs, with fewer and shorter generations than the demo so the suite stays short
+    config = root / "wfsql_project.yml"
+    raw = yaml.safe_load(config.read_text())
+    raw["vars"].update({"max_reply_tokens": 32, "eval_max_examples": 2, "eval_max_answer_tokens": 16})
+    config.write_text(yaml.safe_dump(raw, sort_keys=False))
     started = time.perf_counter()
     build(root)
     return root, time.perf_counter() - started

@@ -80,7 +80,8 @@ def run_batch(runtime: LLMRuntime, batch: Batch) -> list[LLMResult]:
     do, but a bug might) is isolated by splitting the batch in halves: the failing call becomes an error
     result and the others keep their answers."""
     backend = runtime.backend(batch.model)
-    warm(backend)
+    if not (batch.function == "feedback_signal" and getattr(backend, "feedback_method", None) == "calibrated"):
+        warm(backend)  # the calibrated feedback classifier needs no model: do not load one for it
     return _isolated(backend, batch)
 
 
