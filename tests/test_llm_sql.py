@@ -178,3 +178,35 @@ def test_two_llm_models_build_in_parallel(tmp_path: Path, tiny_model: Path) -> N
     with duckdb.connect(str(root / "target" / "wfsql.duckdb"), read_only=True) as con:
         for name in ("left_side", "right_side"):
             assert con.execute(f"select count(*) from {name} where c.label in ('x', 'y')").fetchall() == [(3,)]
+
+
+def test_two_models_running_at_once_compute_a_shared_prompt_once(tmp_path: Path, tiny_model: Path) -> None:
+    """expert_pairs and onpolicy_pairs in the template ask the same prompt under two roles that name one model."""
+    import re
+
+    root = tmp_path / "p"
+    (root / "models").mkdir(parents=True)
+    (root / "wfsql_project.yml").write_text(
+        "name: shared\nthreads: 2\n"
+        f"llm:\n  batch_size: 2\n  models:\n    tiny: {{source: {tiny_model}, max_new_tokens: 8}}\n"
+        "  roles: {generator: tiny, policy: tiny}\n"
+    )
+    (root / "models" / "prompts.sql").write_text(
+        "{{ config(materialized='table') }}\nselect 'Write a word about topic ' || i::varchar as p from range(24) t(i)"
+    )
+    for name, role in (("first", "generator"), ("second", "policy")):
+        (root / "models" / f"{name}.sql").write_text(
+            "{{ config(materialized='table') }}\n"
+            f"select p, llm_generate(p, options := '{{\"max_tokens\": 8}}', model := '{role}') as answer "
+            "from {{ ref('prompts') }}"
+        )
+    results = Project.load(root, console=Console(quiet=True)).run(RunOptions())
+    assert results.success, [r.message for r in results.results]
+    messages = {r.name: r.message for r in results.results}
+    calls = sum(int(re.search(r"LLM: (\d+) call", messages[n]).group(1)) for n in ("first", "second"))
+    hits = sum(int(re.search(r"(\d+) cache hit", messages[n]).group(1)) for n in ("first", "second"))
+    assert (calls, hits) == (24, 24), messages
+    with duckdb.connect(str(root / "target" / "wfsql.duckdb"), read_only=True) as con:
+        assert con.execute("select count(*) from _wfsql.llm_cache").fetchall() == [(24,)]
+        same = con.execute("select count(*) from first join second using (p) where first.answer = second.answer")
+        assert same.fetchall() == [(24,)]

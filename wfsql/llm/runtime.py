@@ -149,6 +149,10 @@ class LLMRuntime:
             if importlib.util.find_spec("ray") is None:
                 raise WfsqlError("--executor ray needs Ray, which is not installed", hint="pip install 'wfsql[ray]'")
         self._backends: dict[str, Any] = {}
+        # keys some model of this build is computing right now: another model that needs the same answer
+        # (same prompt, model and options) waits for it instead of computing it a second time
+        self._inflight: dict[str, threading.Event] = {}
+        self._inflight_lock = threading.Lock()
         self._specs: dict[str, Any] = {}
         self._lock = threading.Lock()
 
@@ -236,6 +240,28 @@ class LLMRuntime:
 
                 self._backends[name] = TransformersBackend(spec)
             return self._backends[name]
+
+    def claim(self, keys: Sequence[str]) -> tuple[list[str], dict[str, threading.Event]]:
+        """Split keys into those the caller computes now and those another model is computing (with events)."""
+        mine: list[str] = []
+        theirs: dict[str, threading.Event] = {}
+        with self._inflight_lock:
+            for key in keys:
+                event = self._inflight.get(key)
+                if event is None:
+                    self._inflight[key] = threading.Event()
+                    mine.append(key)
+                else:
+                    theirs[key] = event
+        return mine, theirs
+
+    def release(self, keys: Sequence[str]) -> None:
+        """The caller is done with these keys (answered or failed): wake the models waiting for them."""
+        with self._inflight_lock:
+            for key in keys:
+                event = self._inflight.pop(key, None)
+                if event is not None:
+                    event.set()
 
     @property
     def executor(self) -> Any:
@@ -406,7 +432,7 @@ class ModelCalls:
                 self.stats.calls += len(missing)
                 self.stats.prompt_tokens += sum(_rough_tokens(c.arguments) for c in missing)
                 break
-            self._infer(missing)
+            self._infer_shared(missing)
         self.mode = "resolve"
         if self.on_error == "fail" and self.stats.failures:
             raise WfsqlError(
@@ -414,6 +440,30 @@ class ModelCalls:
                 hint="see the status and error columns of _wfsql.llm_cache, or set on_error: null",
             )
         return self.stats
+
+    def _infer_shared(self, missing: list[_Call]) -> None:
+        """Compute the missing calls, except those another model of this build is already computing:
+        wait for those and read them from the cache (two models with the same prompt pay for it once)."""
+        mine, theirs = self.runtime.claim([call.key for call in missing])
+        claimed = set(mine)
+        try:
+            self._infer([call for call in missing if call.key in claimed])
+        finally:
+            self.runtime.release(mine)
+        if not theirs:
+            return
+        for event in theirs.values():
+            event.wait()
+        shared = lookup(self.adapter, list(theirs))
+        redo = []
+        for key in theirs:
+            row = shared.get(key)
+            if row is not None and row.status == "ok":
+                self.values[key] = row.value
+                self.stats.cache_hits += 1
+            else:  # the other model failed on it: try once more here, recording this model's own status row
+                redo.append(self.pending[key])
+        self._infer(redo)
 
     def _infer(self, calls: list[_Call]) -> None:
         """Run the missing calls on the executor (local or Ray); write each finished batch to the cache."""
