@@ -479,34 +479,42 @@ class TransformersBackend:
                     continue
                 branches = [ids[:-1] for ids in label_ids if len(ids) > 1]
                 rows[index] = _Row(user + tail + prefix_tail, branches)
-            multi = [i for i, ids in enumerate(label_ids) if len(ids) > 1]
-
-            def reads(row: _Row) -> list[int]:
-                positions = [len(row.ids) - 1]
-                for offset, branch in zip(row.branch_offsets(), row.branches, strict=True):
-                    positions.extend(range(offset, offset + len(branch)))
-                return positions
 
             def finish(index: int, hidden: Any, row: _Row) -> LLMResult:
-                import torch
-
-                logprobs = torch.log_softmax(self._logits(hidden).float(), dim=-1)
-                scores = [float(logprobs[0, ids[0]]) for ids in label_ids]
-                cursor = 1
-                for label_index in multi:
-                    ids = label_ids[label_index]
-                    for step, token in enumerate(ids[1:]):
-                        scores[label_index] += float(logprobs[cursor + step, token])
-                    cursor += len(ids) - 1
-                probs = torch.softmax(torch.tensor(scores, dtype=torch.float64), dim=0).tolist()
+                scores, probs = self._label_scores(hidden, label_ids)
                 best = max(range(len(labels)), key=lambda k: (scores[k], -k))
                 return LLMResult(
                     labels[best], prompt_tokens=len(head) + len(row.flat), probability=probs[best],
                     probabilities=dict(zip(labels, probs, strict=True)),
                 )
 
-            self._score(tuple(head), rows, reads, finish, out)
+            self._score(tuple(head), rows, self._label_reads, finish, out)
             return [out[i] for i in range(len(texts))]
+
+    @staticmethod
+    def _label_reads(row: _Row) -> list[int]:
+        """Where label scoring reads hidden states: the row's last token, then every token of each branch
+        (a multi-token label's prefix, whose next-token distributions score the label's later tokens)."""
+        positions = [len(row.ids) - 1]
+        for offset, branch in zip(row.branch_offsets(), row.branches, strict=True):
+            positions.extend(range(offset, offset + len(branch)))
+        return positions
+
+    def _label_scores(self, hidden: Any, label_ids: list[list[int]]) -> tuple[list[float], list[float]]:
+        """Each label's summed token log-probability from the states `_label_reads` chose, and the
+        probabilities normalised over the label set."""
+        import torch
+
+        logprobs = torch.log_softmax(self._logits(hidden).float(), dim=-1)
+        scores = [float(logprobs[0, ids[0]]) for ids in label_ids]
+        cursor = 1
+        for k, ids in enumerate(label_ids):
+            if len(ids) > 1:  # branches are laid out in label order, so their reads follow in that order
+                for step, token in enumerate(ids[1:]):
+                    scores[k] += float(logprobs[cursor + step, token])
+                cursor += len(ids) - 1
+        probs = torch.softmax(torch.tensor(scores, dtype=torch.float64), dim=0).tolist()
+        return scores, probs
 
     def _label_ids(self, labels: list[str]) -> list[list[int]]:
         """Token ids of each label as an answer; with EOS appended when some label is a prefix of another."""
@@ -603,7 +611,6 @@ class TransformersBackend:
             label_ids = [self.encode_text(space + verdict) for verdict in VERDICTS]
             budget = self.context_tokens - len(head) - len(tail) - len(lead_in) - max(map(len, label_ids)) - 1
             branches = [ids[:-1] for ids in label_ids if len(ids) > 1]
-            multi = [k for k, ids in enumerate(label_ids) if len(ids) > 1]
             rows: dict[int, _Row] = {}
             out: dict[int, LLMResult] = {}
             for index, item in enumerate(items):
@@ -624,30 +631,15 @@ class TransformersBackend:
                     continue
                 rows[index] = _Row(user + tail + lead_in, branches)
 
-            def reads(row: _Row) -> list[int]:
-                positions = [len(row.ids) - 1]
-                for offset, branch in zip(row.branch_offsets(), row.branches, strict=True):
-                    positions.extend(range(offset, offset + len(branch)))
-                return positions
-
             def finish(index: int, hidden: Any, row: _Row) -> LLMResult:
-                import torch
-
-                logprobs = torch.log_softmax(self._logits(hidden).float(), dim=-1)
-                scores = [float(logprobs[0, ids[0]]) for ids in label_ids]
-                cursor = 1
-                for k in multi:
-                    for step, token in enumerate(label_ids[k][1:]):
-                        scores[k] += float(logprobs[cursor + step, token])
-                    cursor += len(label_ids[k]) - 1
-                probs = torch.softmax(torch.tensor(scores, dtype=torch.float64), dim=0).tolist()
+                _, probs = self._label_scores(hidden, label_ids)
                 value = judge_value(probs)
                 return LLMResult(
                     value, prompt_tokens=len(head) + len(row.flat), probability=value["probability"],
                     probabilities=dict(zip(VERDICTS, probs, strict=True)),
                 )
 
-            self._score(tuple(head), rows, reads, finish, out)
+            self._score(tuple(head), rows, self._label_reads, finish, out)
             return [out[i] for i in range(len(items))]
 
     @staticmethod
