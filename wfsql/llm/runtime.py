@@ -32,6 +32,7 @@ from wfsql.adapter import DuckDBAdapter
 from wfsql.errors import WfsqlError, did_you_mean
 from wfsql.llm.cache import CacheRow, append, cache_key, ensure_cache_table, lookup
 from wfsql.llm.embeddings import DEFAULT_EMBEDDER
+from wfsql.llm.executor import Call
 from wfsql.llm.functions import FUNCTIONS, ROLE_FALLBACK, ROLES, LLMFunction
 
 MAX_PASSES = 8
@@ -108,15 +109,6 @@ class CallStats:
         if self.skipped_by_limit:
             parts.append(f"{self.skipped_by_limit} over --llm-limit")
         return ", ".join(parts)
-
-
-@dataclass(frozen=True)
-class _Call:
-    key: str
-    function: str
-    model: str
-    arguments: tuple[Any, ...]
-    options: tuple[Any, ...]
 
 
 class LLMRuntime:
@@ -314,7 +306,7 @@ class ModelCalls:
         # UDFs live in DuckDB's global catalog (macros are per connection), so each build gets its own names.
         self.suffix = next(_BUILD_IDS)
         self.registered: list[str] = []
-        self.pending: dict[str, _Call] = {}
+        self.pending: dict[str, Call] = {}
         self.values: dict[str, Any] = {}
         self.stats = CallStats()
         self._lock = threading.Lock()
@@ -377,7 +369,7 @@ class ModelCalls:
 
         return _with_arity(udf, n_row + len(function.options))
 
-    def _call(self, function: LLMFunction, arguments: tuple[Any, ...], options: tuple[Any, ...]) -> _Call:
+    def _call(self, function: LLMFunction, arguments: tuple[Any, ...], options: tuple[Any, ...]) -> Call:
         option_map = dict(zip(function.options, options, strict=True))
         model = self.runtime.model_for(function, option_map.pop("model", None), self.node_roles)
         normalised = tuple(tuple(a) if isinstance(a, list) else a for a in arguments)
@@ -389,7 +381,7 @@ class ModelCalls:
             normalised,
             option_values,
         )
-        return _Call(key, function.name, model, normalised, option_values)
+        return Call(key, function.name, model, normalised, option_values)
 
     def close(self) -> None:
         """Drop this build's UDFs; the temp macros go with the connection's next registration."""
@@ -441,7 +433,7 @@ class ModelCalls:
             )
         return self.stats
 
-    def _infer_shared(self, missing: list[_Call]) -> None:
+    def _infer_shared(self, missing: list[Call]) -> None:
         """Compute the missing calls, except those another model of this build is already computing:
         wait for those and read them from the cache (two models with the same prompt pay for it once)."""
         mine, theirs = self.runtime.claim([call.key for call in missing])
@@ -465,12 +457,12 @@ class ModelCalls:
                 redo.append(self.pending[key])
         self._infer(redo)
 
-    def _infer(self, calls: list[_Call]) -> None:
+    def _infer(self, calls: list[Call]) -> None:
         """Run the missing calls on the executor (local or Ray); write each finished batch to the cache."""
         from wfsql.llm.executor import Batch
 
         executor = self.runtime.executor
-        groups: dict[tuple[Any, ...], list[_Call]] = {}
+        groups: dict[tuple[Any, ...], list[Call]] = {}
         for call in calls:
             groups.setdefault((call.function, call.model, call.options, _group_extra(call)), []).append(call)
         batch_size = executor.batch_size(self.runtime.settings)
@@ -559,14 +551,14 @@ def _with_arity(function: Callable[..., Any], arity: int) -> Callable[..., Any]:
     return wrappers[arity]
 
 
-def _group_extra(call: _Call) -> Any:
+def _group_extra(call: Call) -> Any:
     """Calls batch together only when they share the non-text arguments (labels, schema)."""
     if call.function in ("llm_classify", "llm_extract"):
         return call.arguments[1:]
     return ()
 
 
-def _dispatch(backend: Any, function: str, calls: list[_Call], options: tuple[Any, ...]) -> list[Any]:
+def _dispatch(backend: Any, function: str, calls: list[Call], options: tuple[Any, ...]) -> list[Any]:
     if function == "llm_classify":
         labels = list(calls[0].arguments[1])
         return backend.classify([c.arguments[0] for c in calls], labels, instruction=options[0])
