@@ -146,6 +146,8 @@ class LLMRuntime:
         self._inflight: dict[str, threading.Event] = {}
         self._inflight_lock = threading.Lock()
         self._specs: dict[str, Any] = {}
+        self._versions: dict[tuple[str, str | None], str] = {}
+        self._model_ids: dict[str, str] = {}
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------------------- models
@@ -209,6 +211,13 @@ class LLMRuntime:
         return name == DEFAULT_EMBEDDER or (self.settings.models.get(name) or {}).get("kind") == "embedding"
 
     def model_id(self, name: str) -> str:
+        """The weights' identity (part of every cache key), computed once per build: it stats weight files."""
+        model_id = self._model_ids.get(name)
+        if model_id is None:
+            model_id = self._model_ids[name] = self._model_id(name)
+        return model_id
+
+    def _model_id(self, name: str) -> str:
         if self._is_embedder(name):
             from wfsql.llm.embeddings import default_embedding_dir, embedding_model_id
 
@@ -270,6 +279,13 @@ class LLMRuntime:
 
         For `feedback_signal` it also names the method the model runs (calibrated weights or rubric prompt).
         """
+        key = (function, model)
+        version = self._versions.get(key)  # asked once per row: the method lookup stats weight files
+        if version is None:
+            version = self._versions[key] = self._template_version(function, model)
+        return version
+
+    def _template_version(self, function: str, model: str | None) -> str:
         from wfsql.llm.backend import TEMPLATE_VERSIONS
 
         if (
@@ -472,7 +488,6 @@ class ModelCalls:
             for start in range(0, len(members), batch_size):
                 batches.append(Batch(function, model, options, tuple(members[start : start + batch_size])))
         wanted = {call.key: call for call in calls}
-        model_ids = {model: self.runtime.model_id(model) for model in {call.model for call in calls}}
         done: set[str] = set()
         total = len(calls)
         console = self.runtime.console
@@ -502,7 +517,7 @@ class ModelCalls:
                         CacheRow(
                             call.key,
                             function,
-                            model_ids[call.model],
+                            self.runtime.model_id(call.model),
                             self.runtime.template_version(function, call.model),
                             list(call.arguments),
                             list(call.options),
