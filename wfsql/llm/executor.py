@@ -70,9 +70,14 @@ class Batch:
         )
 
 
-def warm(backend: Any) -> None:
-    """Load a backend's model now, so that a model that cannot load fails the job, not every row."""
-    getattr(backend, "loaded", None)
+def warm(backend: Any, function: str | None = None) -> None:
+    """Load a backend's model now, so that a model that cannot load fails the job, not every row.
+
+    With `function`, only when the backend needs its model for it (`needs_model`; e.g. the calibrated
+    feedback classifier needs none)."""
+    needs_model = getattr(backend, "needs_model", None)
+    if function is None or needs_model is None or needs_model(function):
+        getattr(backend, "loaded", None)
 
 
 def run_batch(runtime: LLMRuntime, batch: Batch) -> list[LLMResult]:
@@ -80,8 +85,7 @@ def run_batch(runtime: LLMRuntime, batch: Batch) -> list[LLMResult]:
     do, but a bug might) is isolated by splitting the batch in halves: the failing call becomes an error
     result and the others keep their answers."""
     backend = runtime.backend(batch.model)
-    if not (batch.function == "feedback_signal" and getattr(backend, "feedback_method", None) == "calibrated"):
-        warm(backend)  # the calibrated feedback classifier needs no model: do not load one for it
+    warm(backend, batch.function)
     return _isolated(backend, batch)
 
 

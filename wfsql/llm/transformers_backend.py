@@ -642,6 +642,10 @@ class TransformersBackend:
             self._score(tuple(head), rows, self._label_reads, finish, out)
             return [out[i] for i in range(len(items))]
 
+    def needs_model(self, function: str) -> bool:
+        """Whether answering `function` loads the model: not for feedback under the calibrated classifier."""
+        return not (function == "feedback_signal" and self.feedback_method == "calibrated")
+
     @staticmethod
     def _feedback_calibrated(items: list[FeedbackInput]) -> list[LLMResult]:
         from wfsql.llm.calibrated import default_classifier
