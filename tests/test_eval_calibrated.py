@@ -130,3 +130,13 @@ def test_feedback_signal_in_sql_runs_the_calibrated_classifier_without_loading_w
         versions = con.execute("select distinct template_version from _wfsql.llm_cache").fetchall()
     assert rows == [(0, True, False), (1, False, True)]
     assert versions == [(default_classifier().version,)]
+
+
+def test_a_bad_feedback_method_is_a_project_error_before_anything_runs() -> None:
+    from wfsql.errors import WfsqlError
+    from wfsql.llm.runtime import LLMSettings
+
+    raw = {"models": {"small": {"source": "default", "feedback_method": "fastest"}}, "roles": {"classifier": "small"}}
+    expected = r"llm.models.small: .*feedback_method must be one of auto, calibrated, rubric"
+    with pytest.raises(WfsqlError, match=expected):
+        LLMSettings.parse(raw)

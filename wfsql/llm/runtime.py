@@ -78,6 +78,7 @@ class LLMSettings:
                 source = spec.get("source") if isinstance(spec, dict) else None
                 if isinstance(source, str) and not Path(source).is_absolute() and (root / source).exists():
                     models[name] = {**spec, "source": str((root / source).resolve())}
+        _check_model_settings(models)
         from wfsql.llm.executor import EXECUTORS, RaySettings
 
         executor = str(raw.get("executor", "local"))
@@ -538,6 +539,23 @@ class ModelCalls:
         finally:
             if progress:
                 progress.__exit__(None, None, None)
+
+
+def _check_model_settings(models: dict[str, Any]) -> None:
+    """Every generative model's settings, validated when the project is read rather than inside the first
+    UDF call that needs the model (where DuckDB would wrap the message in its own error)."""
+    from wfsql.llm.models import parse_model_config
+
+    for name, raw in models.items():
+        if isinstance(raw, dict) and (raw.get("kind") == "embedding" or raw.get("trained_from") is not None):
+            continue  # embedders and trained models have their own settings, checked where they resolve
+        try:
+            parse_model_config(str(name), {**raw, "source": raw.get("source") or "default"} if isinstance(raw, dict)
+                               else raw)
+        except ValueError as exc:
+            raise WfsqlError(
+                f"llm.models.{name}: {exc}", hint="fix it in the project file's llm: block; see docs/llm.md"
+            ) from None
 
 
 KILL_AFTER_ROWS_ENV = "WFSQL_TEST_KILL_AFTER_CACHED_ROWS"
