@@ -22,10 +22,13 @@ from wfsql.eval.devset import (
     USER_ROLES,
     DevsetError,
     LabelledTurn,
+    annotator_agreement,
+    assign_splits,
     check_devset,
     load_devset,
     qualifies,
     read_rows,
+    read_second_annotations,
     select_candidates,
 )
 
@@ -155,7 +158,36 @@ def test_selection_procedure_reproduces_the_csv() -> None:
 
     chosen, skipped = select_candidates(sample_conversations(sys.maxsize), is_english)
     # Fails if the English heuristic changes what it accepts: the CSV then no longer matches the README's procedure.
-    assert chosen == [(row.conversation_id, row.turn_index) for row in read_rows()]
-    assert skipped == ["CipTWlm_41"]
+    rows = read_rows()
+    assert chosen == [(row.conversation_id, row.turn_index) for row in rows]
+    assert len(chosen) == 1000 and skipped[0] == "CipTWlm_41" and len(skipped) == 20
     per_conversation = Counter(cid for cid, _ in chosen)
     assert max(per_conversation.values()) <= 2
+    # The first batch is exactly what a 340-turn selection returns (the set grew by re-running it with a larger limit).
+    first, _ = select_candidates(sample_conversations(sys.maxsize), is_english, limit=340)
+    assert [(row.conversation_id, row.turn_index) for row in rows if row.annotator == "A"] == first
+
+
+def test_split_procedure_reproduces_the_csv_batch_by_batch() -> None:
+    rows = read_rows()
+    first = [row for row in rows if row.annotator == "A"]
+    later = [row for row in rows if row.annotator != "A"]
+    halves, totals = assign_splits(first)
+    assert totals == {"tune": (171, 52, 15), "test": (170, 52, 15)}
+    assert all(halves[row.conversation_id] == row.split for row in first)
+    halves, totals = assign_splits(later, start=totals)
+    assert all(halves[row.conversation_id] == row.split for row in later)
+    # The halves stay balanced on turns, DSAT and SAT counts (the README's table).
+    assert all(abs(a - b) <= 2 for a, b in zip(totals["tune"], totals["test"], strict=True))
+    # Splitting from zero would put conversations elsewhere: the carried totals matter.
+    assert assign_splits(later)[0] != halves
+
+
+def test_second_annotator_labels_a_subset_and_agreement_is_as_documented() -> None:
+    second = read_second_annotations()
+    keys = {(row.conversation_id, row.turn_index) for row in read_rows()}
+    assert len(second) == 100 and all((row.conversation_id, row.turn_index) in keys for row in second)
+    agreement = annotator_agreement()
+    assert agreement["turns"] == 100
+    assert round(agreement["sat_kappa"], 2) == 0.75  # the figures data/README.md quotes
+    assert round(agreement["dsat_kappa"], 2) == 0.76

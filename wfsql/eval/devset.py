@@ -25,6 +25,8 @@ from wfsql.llm.feedback import DSAT_CATEGORIES, SAT_CATEGORIES  # the 9 + 9 rubr
 
 DATA_DIR = Path(__file__).with_name("data")
 DEVSET_CSV = DATA_DIR / "feedback_dev.csv"
+#: 100 of the turns relabelled blind by a second annotator, for inter-annotator agreement.
+SECOND_ANNOTATOR_CSV = DATA_DIR / "feedback_dev_second.csv"
 
 COLUMNS: tuple[str, ...] = (
     "conversation_id",
@@ -35,6 +37,7 @@ COLUMNS: tuple[str, ...] = (
     "sat_categories",
     "dsat_categories",
     "note",
+    "annotator",
 )
 SPLITS: tuple[str, ...] = ("tune", "test")
 
@@ -65,6 +68,7 @@ class DevsetRow:
     sat_categories: tuple[str, ...]
     dsat_categories: tuple[str, ...]
     note: str
+    annotator: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +161,7 @@ def _parse_row(raw: Mapping[str, str], where: str) -> DevsetRow:
         sat_categories=sat_categories,
         dsat_categories=dsat_categories,
         note=raw["note"].strip(),
+        annotator=raw["annotator"].strip(),
     )
 
 
@@ -225,6 +230,40 @@ def _resolve(row: DevsetRow, records: Iterable[Mapping[str, Any]]) -> LabelledTu
     )
 
 
+def read_second_annotations(path: Path = SECOND_ANNOTATOR_CSV) -> list[DevsetRow]:
+    """The second annotator's labels (same columns, without ``split`` and ``annotator``)."""
+    with path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        expected = tuple(c for c in COLUMNS if c not in ("split", "annotator"))
+        if tuple(reader.fieldnames or ()) != expected:
+            raise DevsetError(f"{path.name}: expected columns {','.join(expected)}, got {reader.fieldnames}")
+        return [
+            _parse_row({**raw, "split": "tune", "annotator": "second"}, f"{path.name} line {line}")
+            for line, raw in enumerate(reader, start=2)
+        ]
+
+
+def annotator_agreement() -> dict[str, float | int]:
+    """Cohen's κ (SAT, DSAT) between the dev set's labels and the second annotator's on the same turns."""
+    from wfsql.eval.metrics import cohen_kappa
+
+    first = {(row.conversation_id, row.turn_index): row for row in read_rows()}
+    second = read_second_annotations()
+    missing = [
+        (row.conversation_id, row.turn_index) for row in second if (row.conversation_id, row.turn_index) not in first
+    ]
+    if missing:
+        raise DevsetError(f"second-annotator rows not in the dev set: {missing[:5]}")
+    pairs = [(first[(row.conversation_id, row.turn_index)], row) for row in second]
+    return {
+        "turns": len(pairs),
+        "sat_kappa": cohen_kappa([a.sat for a, _ in pairs], [b.sat for _, b in pairs]),
+        "dsat_kappa": cohen_kappa([a.dsat for a, _ in pairs], [b.dsat for _, b in pairs]),
+        "sat_agreement": sum(a.sat == b.sat for a, b in pairs) / len(pairs),
+        "dsat_agreement": sum(a.dsat == b.dsat for a, b in pairs) / len(pairs),
+    }
+
+
 def check_devset(rows: Sequence[DevsetRow] | None = None) -> list[str]:
     """Problems found when resolving ``rows`` (default: all) against the installed sample; empty if none.
 
@@ -266,11 +305,42 @@ def load_devset(split: str | None = None) -> list[LabelledTurn]:
     return turns
 
 
+def assign_splits(
+    rows: Sequence[DevsetRow], start: Mapping[str, tuple[int, int, int]] | None = None
+) -> tuple[dict[str, str], dict[str, tuple[int, int, int]]]:
+    """Re-run the split of ``data/README.md`` §3: ``(half by conversation id, final totals)``.
+
+    Conversations are visited in order of ``sha1("split:" + id)``; each goes to the half whose
+    (turns, DSAT turns, SAT turns) totals, after adding it, differ least from the other half's
+    (sum of absolute differences), ties to ``tune``. ``start`` carries the totals of an earlier batch,
+    so a later batch of labels is split as if its conversations had followed the earlier ones.
+    """
+    totals = {half: list(start[half]) if start else [0, 0, 0] for half in SPLITS}
+    counts: dict[str, list[int]] = {}
+    for row in rows:
+        entry = counts.setdefault(row.conversation_id, [0, 0, 0])
+        entry[0] += 1
+        entry[1] += row.dsat
+        entry[2] += row.sat
+    halves: dict[str, str] = {}
+    for conversation_id in sorted(counts, key=lambda cid: hashlib.sha1(f"split:{cid}".encode()).hexdigest()):
+        added = counts[conversation_id]
+
+        def imbalance(half: str, added: list[int] = added) -> int:
+            other = "test" if half == "tune" else "tune"
+            return sum(abs(a + b - c) for a, b, c in zip(totals[half], added, totals[other], strict=True))
+
+        half = min(SPLITS, key=imbalance)  # SPLITS starts with "tune": ties go there
+        halves[conversation_id] = half
+        totals[half] = [a + b for a, b in zip(totals[half], added, strict=True)]
+    return halves, {half: (totals[half][0], totals[half][1], totals[half][2]) for half in SPLITS}
+
+
 def select_candidates(
     records: Iterable[Mapping[str, Any]],
     is_english: Callable[[str], bool],
     per_conversation: int = 2,
-    limit: int = 340,
+    limit: int = 1000,
 ) -> tuple[list[tuple[str, int]], list[str]]:
     """Re-run the selection described in ``data/README.md``: ``((id, turn_index) pairs, skipped ids)``.
 
