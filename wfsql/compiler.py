@@ -44,9 +44,10 @@ from wfsql.nodes import (
     fingerprint,
     quote_identifier,
 )
+from wfsql.parse_worker import MIN_MODELS_FOR_WORKER, ParseWorker
 from wfsql.python_models import parse_links, render_python_model
 from wfsql.renderer import PLACEHOLDER, Renderer, RenderResult
-from wfsql.sql_analysis import analyze_sql
+from wfsql.sql_analysis import SqlAnalysis, analyze_sql
 
 EPHEMERAL_PREFIX = "__wfsql_cte__"
 LLM_FUNCTION_NAMES = frozenset(
@@ -98,12 +99,33 @@ def compile_project(config: ProjectConfig, *, use_cache: bool = True) -> Manifes
     if stored is not None:  # nothing changed since the last compile: reuse its nodes and graph
         nodes, dag, warnings = stored
         return Manifest(config, nodes, dag, warnings, files, renderer)
-    builder = _Builder(config, files, renderer, cache)
-    manifest = builder.build()
+    worker = _parse_worker(files, cache)
+    try:
+        manifest = _Builder(config, files, renderer, cache, worker).build()
+    finally:
+        if worker is not None:
+            worker.close()
     _add_tests(manifest)
     cache.put_manifest(digest, (manifest.nodes, manifest.dag, manifest.warnings))
     cache.save()
     return manifest
+
+
+def _parse_worker(files: ProjectFiles, cache: CompileCache) -> ParseWorker | None:
+    """Fork a sqlglot worker when many models will need parsing, before rendering starts (see parse_worker).
+
+    Models whose text the render cache has not seen stand in for parse misses: they are known before
+    rendering, which is when the worker must start for its import to overlap the parent's work.
+    """
+    if os.environ.get("WFSQL_PARSE_WORKER", "1") == "0":
+        return None
+    unseen = 0
+    for file in files.models:
+        if cache.get_render(cache.render_key(file.rel, file.text)) is None:
+            unseen += 1
+            if unseen >= MIN_MODELS_FOR_WORKER:
+                return ParseWorker.start()
+    return None
 
 
 def _project_digest(config: ProjectConfig, files: ProjectFiles) -> str:
@@ -182,8 +204,17 @@ def _declares_tests(files: ProjectFiles) -> bool:
 
 
 class _Builder:
-    def __init__(self, config: ProjectConfig, files: ProjectFiles, renderer: Renderer, cache: CompileCache) -> None:
+    def __init__(
+        self,
+        config: ProjectConfig,
+        files: ProjectFiles,
+        renderer: Renderer,
+        cache: CompileCache,
+        worker: ParseWorker | None = None,
+    ) -> None:
         self.config = config
+        self.worker = worker
+        self.analyses: dict[str, SqlAnalysis] = {}  # this compile's parses, by SQL key (the cache may be off)
         self.files = files
         self.renderer = renderer
         self.cache = cache
@@ -574,6 +605,7 @@ class _Builder:
                     substitute, _strip_semicolon(pending.render.incremental_sql)
                 )
 
+        self._parse_missing(models)
         for name, pending in models.items():
             self._check_sql(name, pending, models)
             llm_calls = pending.functions & LLM_FUNCTION_NAMES
@@ -609,6 +641,24 @@ class _Builder:
             )
         )
 
+    def _parse_missing(self, models: dict[str, _Pending]) -> None:
+        """Parse every SQL text the cache lacks in one batch: on the worker when one runs."""
+        missing: dict[str, str] = {}
+        for pending in models.values():
+            if pending.is_python:
+                continue
+            for sql in filter(None, (pending.linked_sql, pending.linked_incremental_sql)):
+                key = self.cache.sql_key(sql)
+                if key not in missing and self.cache.get_parse(key) is None:
+                    missing[key] = sql
+        if self.worker is not None:
+            analyses: list[SqlAnalysis] = self.worker.analyze(list(missing.values()))
+        else:
+            analyses = [analyze_sql(sql) for sql in missing.values()]
+        for key, analysis in zip(missing, analyses, strict=True):
+            self.analyses[key] = analysis
+            self.cache.put_parse(key, analysis)
+
     def _check_sql(self, name: str, pending: _Pending, models: dict[str, _Pending]) -> None:
         if pending.is_python:
             if not isinstance(pending.kind, Table):
@@ -622,7 +672,7 @@ class _Builder:
             return
         for sql in filter(None, (pending.linked_sql, pending.linked_incremental_sql)):
             key = self.cache.sql_key(sql)
-            analysis = self.cache.get_parse(key)
+            analysis = self.analyses.get(key) or self.cache.get_parse(key)
             if analysis is None:
                 analysis = analyze_sql(sql)
                 self.cache.put_parse(key, analysis)

@@ -10,8 +10,6 @@ from typing import Any
 
 from rich.console import Console as RichConsole
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
 
 from wfsql.errors import WfsqlError
 from wfsql.results import NodeResult, RunResults
@@ -66,6 +64,8 @@ class Console:
             sample = result.adapter_response.get("sample_rows")
             if sample:
                 # min_width: a one-column sample must not wrap its title into a tall, narrow stack
+                from rich.table import Table  # imported on use: a compile never draws a table
+
                 table = Table(title="failing rows (sample)", title_justify="left", show_edge=False, min_width=24)
                 for column in result.adapter_response.get("sample_columns", []):
                     table.add_column(str(column))
@@ -89,6 +89,8 @@ class Console:
                     self.rich.print(f"[red]{escape(result.name)}[/red]: {escape(message)}")
 
     def table(self, columns: Sequence[str], rows: Sequence[Sequence[Any]], title: str | None = None) -> None:
+        from rich.table import Table
+
         table = Table(title=title, show_lines=False)
         for column in columns:
             table.add_column(str(column), overflow="fold")
@@ -100,6 +102,8 @@ class Console:
     @contextmanager
     def progress(self, description: str, total: int | None) -> Iterator[Any]:
         """A progress bar with rows/s and ETA; yields a callable advance(n)."""
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
         progress = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
