@@ -180,6 +180,11 @@ FAST_TEMPLATES = [
     "select {{ var('big') }} as big, {{ var('neg') }} as neg",
     "select 1 as x,\r\n  2 as y\r\n",  # Windows line endings: Jinja turns them into \n
     "select {{ var('n') }} as n\r\nfrom {{ ref('a') }}\rwhere true\r\n",
+    # config() with quoted-word values takes a regex instead of ast: same config as Jinja's
+    "{{ config(materialized='view') }}\nselect 1",
+    "{{ config( materialized = \"incremental\" , unique_key='id', incremental_strategy='delete+insert', ) }}select 1",
+    "{{ config(schema='a.b', alias='x-1', materialized='table') }}select 1",
+    "{{ config(alias='two words') }}select 1",  # not a plain word: the ast route
 ]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import os
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +18,15 @@ def compiled_path(manifest: Manifest, node: Node) -> Path:
     return manifest.config.root / compiled_relpath(manifest, node)
 
 
+@lru_cache(maxsize=8)
+def _target_relpath(target_dir: Path, root: Path) -> str:
+    return os.path.relpath(target_dir, root).replace(os.sep, "/")
+
+
 def compiled_relpath(manifest: Manifest, node: Node) -> str:
     """The compiled file's path relative to the project root; plain strings, as it runs per node."""
     config = manifest.config
-    target = os.path.relpath(config.target_dir, config.root).replace(os.sep, "/")
+    target = _target_relpath(config.target_dir, config.root)
     if node.resource_type == "test":
         return f"{target}/compiled/{config.name}/tests/{node.name}.sql"
     return f"{target}/compiled/{config.name}/{node.path}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +27,12 @@ class SqlFile:
     folders: tuple[str, ...]  # folders between the resource path and the file
     text: str
 
-    @property
+    # Cached: compile asks each file for its name several times, and a thousand files add up.
+    @cached_property
     def path(self) -> Path:
         return Path(self.absolute)
 
-    @property
+    @cached_property
     def name(self) -> str:
         return os.path.splitext(os.path.basename(self.rel))[0]
 

@@ -20,6 +20,7 @@ import re
 import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -350,9 +351,12 @@ class Renderer:
         }
 
     def _ref_relation(self, name: str) -> RefRelation:
+        return RefRelation(name, ref_placeholder(name), schema=schema_placeholder(name), database=self._catalog)
+
+    @cached_property
+    def _catalog(self) -> str:
         database = self.config.database
-        catalog = "memory" if database == ":memory:" else Path(database).stem
-        return RefRelation(name, ref_placeholder(name), schema=schema_placeholder(name), database=catalog)
+        return "memory" if database == ":memory:" else Path(database).stem
 
     # ------------------------------------------------------------------------------------ macros
 
@@ -494,6 +498,11 @@ class Renderer:
 
 _SIMPLE_REF = re.compile(r"""ref\(\s*(['"])(\w+)\1\s*\)$""")
 _SIMPLE_SOURCE = re.compile(r"""source\(\s*(['"])(\w+)\1\s*,\s*(['"])(\w+)\3\s*\)$""")
+# config(materialized='table', schema="x"): keyword arguments whose values are plain quoted words.
+_SIMPLE_CONFIG = re.compile(
+    r"""config\(\s*(\w+\s*=\s*(['"])[\w.+-]*\2\s*(?:,\s*\w+\s*=\s*(['"])[\w.+-]*\3\s*)*),?\s*\)$"""
+)
+_SIMPLE_KWARG = re.compile(r"""(\w+)\s*=\s*(['"])([\w.+-]*)\2""")
 
 
 def _literal_call(expression: str) -> tuple[str, list[Any], dict[str, Any]] | None:
@@ -504,6 +513,12 @@ def _literal_call(expression: str) -> tuple[str, list[Any], dict[str, Any]] | No
     simple = _SIMPLE_SOURCE.match(expression)
     if simple:
         return "source", [simple.group(2), simple.group(4)], {}
+    simple = _SIMPLE_CONFIG.match(expression)
+    if simple:
+        pairs = _SIMPLE_KWARG.findall(simple.group(1))
+        kwargs = {key: value for key, _, value in pairs}
+        if len(kwargs) == len(pairs):  # a repeated keyword is an error: leave it to Jinja
+            return "config", [], kwargs
     try:
         tree = ast.parse(expression.strip(), mode="eval").body
     except SyntaxError:
