@@ -269,7 +269,7 @@ class _Builder:
                     if file.rel.endswith(".py"):
                         result = render_python_model(file.name, file.text)
                     else:
-                        result = self.renderer.render(file.name, file.path, file.text, node=f"model {file.name}")
+                        result = self.renderer.render(file.name, file.absolute, file.text, node=f"model {file.name}")
                 except WfsqlError as exc:
                     exc.location = exc.location or Location(file.path)
                     self.errors.append(exc)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -26,15 +25,15 @@ class SqlFile:
     rel: str  # relative to the project root, '/'-separated
     folders: tuple[str, ...]  # folders between the resource path and the file
     text: str
+    name: str = ""  # the file name without its suffix: set once, as compile reads it many times
 
-    # Cached: compile asks each file for its name several times, and a thousand files add up.
-    @cached_property
+    def __post_init__(self) -> None:
+        if not self.name:
+            object.__setattr__(self, "name", os.path.splitext(os.path.basename(self.rel))[0])
+
+    @property
     def path(self) -> Path:
         return Path(self.absolute)
-
-    @cached_property
-    def name(self) -> str:
-        return os.path.splitext(os.path.basename(self.rel))[0]
 
 
 @dataclass(frozen=True)

@@ -408,11 +408,12 @@ class Renderer:
 
     # ---------------------------------------------------------------------------------- rendering
 
-    def render(self, name: str, path: Path, text: str, *, node: str | None = None) -> RenderResult:
+    def render(self, name: str, path: Path | str, text: str, *, node: str | None = None) -> RenderResult:
         """Render one model/test file; try the static fast path first."""
         fast = self._render_fast(name, text)
         if fast is not None:
             return fast
+        path = Path(path)
         first = self._render_jinja(name, path, text, incremental=False, node=node)
         if first.uses_is_incremental:
             second = self._render_jinja(name, path, text, incremental=True, node=node)
