@@ -135,3 +135,23 @@ def test_small_projects_and_warm_compiles_do_not_fork(make_project, monkeypatch)
     (root / "models" / "m3.sql").write_text("select 3 as n, 1 as extra from {{ ref('m2') }}")
     load(root).compile()  # one changed model: parsed in-process
     assert calls == []
+
+
+def test_a_hung_worker_is_killed_after_the_deadline(monkeypatch):
+    def child(request_fd: int, reply_fd: int) -> None:
+        try:
+            time.sleep(60)  # never reads: the parent's writer thread blocks on a full pipe too
+        finally:
+            os._exit(0)
+
+    monkeypatch.setattr(parse_worker, "_child", child)
+    monkeypatch.setattr(parse_worker, "TIMEOUT_BASE_S", 0.5)
+    monkeypatch.setattr(parse_worker, "TIMEOUT_PER_SQL_S", 0.0)
+    worker = ParseWorker.start()
+    assert worker is not None
+    pid = worker._pid
+    sqls = [f"select {i} as n, '{'x' * 200}' from main.t" for i in range(1000)]  # more than a pipe buffer
+    started = time.monotonic()
+    assert worker.analyze(sqls) == [analyze_sql(sql) for sql in sqls]
+    assert time.monotonic() - started < 10
+    assert _child_gone(pid)

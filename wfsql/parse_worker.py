@@ -15,11 +15,18 @@ from __future__ import annotations
 import contextlib
 import os
 import pickle
+import select
 import struct
 import threading
+import time
 from collections.abc import Sequence
 
 from wfsql.sql_analysis import SqlAnalysis, analyze_sql
+
+#: How long the parent waits for the worker before parsing in-process: far beyond the ~0.4 s a thousand
+#: models take, so it only fires if the child hangs (e.g. a lock inherited from a thread across fork).
+TIMEOUT_BASE_S = 30.0
+TIMEOUT_PER_SQL_S = 0.01
 
 #: Start a worker only when at least this many models need parsing; below it the fork and the second
 #: import cost more than they save (the 100-model project parses in ~25 ms).
@@ -34,9 +41,11 @@ def _write_all(fd: int, payload: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
-def _read_exact(fd: int, size: int) -> bytes:
+def _read_exact(fd: int, size: int, deadline: float | None = None) -> bytes:
     chunks: list[bytes] = []
     while size:
+        if deadline is not None and not select.select([fd], [], [], max(0.0, deadline - time.monotonic()))[0]:
+            raise TimeoutError("parse worker did not answer in time")
         chunk = os.read(fd, min(size, 1 << 20))
         if not chunk:
             raise EOFError("parse worker pipe closed early")
@@ -45,9 +54,9 @@ def _read_exact(fd: int, size: int) -> bytes:
     return b"".join(chunks)
 
 
-def _read_message(fd: int) -> bytes:
-    (size,) = _HEADER.unpack(_read_exact(fd, _HEADER.size))
-    return _read_exact(fd, size)
+def _read_message(fd: int, deadline: float | None = None) -> bytes:
+    (size,) = _HEADER.unpack(_read_exact(fd, _HEADER.size, deadline))
+    return _read_exact(fd, size, deadline)
 
 
 def _child(request_fd: int, reply_fd: int) -> None:
@@ -94,15 +103,18 @@ class ParseWorker:
         # The child reads only after its import; a thread keeps a full pipe from blocking the parent.
         writer = threading.Thread(target=self._send, args=(payload,), daemon=True)
         writer.start()
+        deadline = time.monotonic() + TIMEOUT_BASE_S + TIMEOUT_PER_SQL_S * len(sqls)
         try:
-            results = pickle.loads(_read_message(self._reply_fd))
+            results = pickle.loads(_read_message(self._reply_fd, deadline))
             if not isinstance(results, list) or len(results) != len(sqls):
                 raise ValueError("parse worker returned a malformed reply")
-        except (OSError, EOFError, ValueError, pickle.UnpicklingError):
-            results = [analyze_sql(sql) for sql in sqls]
+        except (OSError, EOFError, ValueError, pickle.UnpicklingError):  # TimeoutError is an OSError
+            results = None
         finally:
+            self.close()  # reaps the child, or kills a hung one, which unblocks the writer thread
             writer.join()
-            self.close()
+        if results is None:
+            results = [analyze_sql(sql) for sql in sqls]
         return results
 
     def _send(self, payload: bytes) -> None:
