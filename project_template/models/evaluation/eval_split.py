@@ -23,7 +23,9 @@ def kmeans(points: np.ndarray, k: int, iterations: int = 50, seed: int = 0) -> n
 
 def model(wf, con):
     wf.config(materialized="table")
-    rows = wf.ref("eval_candidates").fetchall()
+    # Ordered: a table's scan order is not stable across builds, and k-means seeds from row positions,
+    # so an unordered read picked a different split (and so different training pairs) on a rebuild.
+    rows = wf.ref("eval_candidates").order("conversation_id, feedback_turn").fetchall()
     rows = [r for r in rows if r[5] is not None]
     empty = pa.table({"conversation_id": pa.array([], pa.string()), "feedback_turn": pa.array([], pa.int32()),
                       "cluster": pa.array([], pa.int32()), "similarity": pa.array([], pa.float64())})

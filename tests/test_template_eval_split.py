@@ -1,0 +1,52 @@
+"""The template's evaluation split (k-means over embeddings) does not depend on the order rows are read in."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from conftest import load, query, statuses
+
+TEMPLATE_SPLIT = Path(__file__).resolve().parent.parent / "project_template" / "models" / "evaluation" / "eval_split.py"
+
+# 40 candidates with unit-length 4-d embeddings on a few loose clusters, stored in a chosen row order.
+CANDIDATES = """
+{{ config(materialized='table') }}
+with raw as (
+    select i, cos(i * 0.7) as a, sin(i * 0.7) as b, cos(i * 1.3) as c, sin(i * 1.9) as d from range(40) t(i)
+), normed as (
+    select *, sqrt(a * a + b * b + c * c + d * d) as n from raw
+)
+select
+    'c' || lpad(i::varchar, 3, '0') as conversation_id,
+    2 as feedback_turn,
+    'prompt' as prompt,
+    'transcript' as transcript,
+    ['prefers brevity'] as preferences,
+    [a / n, b / n, c / n, d / n]::float[] as embedding
+from normed
+order by {{ var('row_order') }}
+"""
+
+
+def _split(make_project, name: str, row_order: str) -> list[tuple]:
+    root = make_project(
+        {
+            "models/eval_candidates.sql": CANDIDATES,
+            "models/eval_split.py": TEMPLATE_SPLIT.read_text(),
+        },
+        name=name,
+        config=f"vars:\n  row_order: '{row_order}'\n  eval_clusters: 4\n  eval_per_cluster: 2\n",
+    )
+    results = load(root).run()
+    assert statuses(results) == {"eval_candidates": "success", "eval_split": "success"}
+    stored = [row[0] for row in query(root, "select conversation_id from main.eval_candidates")]
+    assert (stored == sorted(stored)) == (row_order == "i")  # the rows really are stored in different orders
+    return query(root, "select conversation_id, feedback_turn, cluster from main.eval_split order by all")
+
+
+def test_eval_split_is_the_same_whatever_order_the_candidates_are_stored_in(make_project):
+    ascending = _split(make_project, "asc", "i")
+    shuffled = _split(make_project, "shuffled", "hash(i * 7919)")
+    descending = _split(make_project, "desc", "i desc")
+    assert len(ascending) == 8  # 4 clusters x 2, one example per conversation
+    assert ascending == shuffled == descending
