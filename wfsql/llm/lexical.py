@@ -1,9 +1,11 @@
 """Lexical and structural features of a user turn: the inputs of the calibrated feedback classifier.
 
-Each feature is a number in [0, 1] computed from the user turn and the end of the assistant reply it
-follows. Most are cue patterns (thanks, "that's wrong", "make it shorter"); a few are structural (the reply
-ended by asking the user something, the turn is short, it talks about the user). `CATEGORY_CUES` maps
-rubric categories to the patterns that name them, so a positive side can say *which* categories it saw.
+Each feature is a number in [0, 1] computed from the user turn and the assistant reply it follows (its
+end, or for the turn-to-reply features the whole reply as the template caps it: shared words and
+identifiers, whether it holds code). Most are cue patterns (thanks, "that's wrong", "make it shorter");
+a few are structural (the reply ended by asking the user something, the turn is short, it talks about
+the user). `CATEGORY_CUES` maps rubric categories to the patterns that name them, so a positive side can
+say *which* categories it saw.
 
 Pure Python and fast (tens of thousands of turns per second): on a CPU this is what the small default
 model cannot beat (see the README's classifier table), and on a GPU the full rubric prompt replaces it.
@@ -68,6 +70,109 @@ _GAME_PROMPT = re.compile(r"what (do|would|will) you (want to |like to |wish to 
 # Thanks and praise count where the user speaks, not inside a long text pasted for the next task.
 _OPENING_CHARS = 120
 
+# Turn-to-reply cues (issue 7's error analysis on the tuning half: most missed DSAT turns are short requests
+# to change the previous output, or questions about a part of it). Each is matched in the user's opening
+# (`_HEAD_CHARS`), and most count only in a short turn: a long turn is usually the next task with pasted text.
+_HEAD_CHARS = 200
+_EDIT_START = re.compile(
+    r"^\s*(please\s+|can you\s+|could you\s+|would you\s+|now\s+|ok(ay)?,?\s+|great,?\s+|so\s+)?(re-?write"
+    r"|rephrase|revise|redo|re-?do|make|change|add|remove|delete|include|shorten|expand|modify|update|fix|improve"
+    r"|simplify|adjust|replace|rename|convert|reformat|format|use|try|put|move|split|combine|merge|sort|translate"
+    r"|keep|drop|cut|reduce|increase|write (it|this|that|them) |do (it|this|that) )",
+    _I,
+)
+_REFER_BACK = re.compile(
+    r"\b(it|this|that|these|those|them|the above|above|previous|earlier|your (code|answer|response|reply|example"
+    r"|script|list|story|text|version|solution)|the (code|script|story|text|list|table|function|query|example|essay"
+    r"|poem|email|letter|answer|response|program|class|component|file))\b",
+    _I,
+)
+_YOU_DID = re.compile(
+    r"\b(you (said|wrote|gave|provided|mentioned|used|forgot|missed|left|did ?n'?o?t|didn'?t|have ?n'?o?t|haven'?t"
+    r"|only|just)|your (code|answer|response|reply|example|script|solution|last|previous))\b",
+    _I,
+)
+_NO_START = re.compile(r"^\s*(no|nope|not (quite|really|exactly|what)|wrong|actually|i mean|i meant)\b", _I)
+_ERROR_TEXT = re.compile(
+    r"(traceback|error:|exception|errno|line \d+|stack ?trace|undefined|not defined|cannot find|can'?t find"
+    r"|unexpected|syntaxerror|typeerror|valueerror|nameerror|is not (visible|working|showing|displayed)"
+    r"|doesn'?t (show|appear|display|compile|run|work)|not (visible|showing)|i get|i got|getting (an? )?(error"
+    r"|exception)|returns? (an? )?(error|nothing|empty|null|none))",
+    _I,
+)
+_EXAMPLE_REQUEST = re.compile(
+    r"\b(example|examples|code|script|sample|snippet|implementation|sources?|references?|citations?|studies"
+    r"|specific|specifics|details?|steps)\b",
+    _I,
+)
+_COMPARATIVE = re.compile(
+    r"\b(more|less|shorter|longer|simpler|easier|harder|better|bigger|smaller|clearer|fewer|funnier|friendlier"
+    r"|stronger|softer|detailed)\b",
+    _I,
+)
+_CONSTRAINT = re.compile(
+    r"\b(without|instead|only|also|too|as well|but (with|without|make|use|in)|in (python|java|javascript|c\+\+|c#"
+    r"|english|french|spanish|german|korean|chinese|one sentence|\d+ words?)|with (a |an |the )?(loop|table|bullet"
+    r"|headings?))\b",
+    _I,
+)
+_CONTINUE = re.compile(r"^\s*(please\s+)?(continue|go on|keep going|carry on|finish|more please|next|proceed)\b", _I)
+_TEMPLATE = re.compile(r"^\s*(web search results|\[?instructions?\]?:|act as|you are|i want you to act|ignore all)", _I)
+_STORY = re.compile(
+    r"\b(let'?s write (that|this) (whole )?scene|write (that|this) scene|write the next|next chapter)\b", _I
+)
+_WH_START = re.compile(r"^\s*(what|how|why|who|when|where|which|is|are|does|do|can|could|should|would|will)\b", _I)
+_BARE_MORE = re.compile(
+    r"^\s*(more|tell me more|elaborate|explain more|go deeper|more details?|in more detail|expand)\W*$", _I
+)
+_ANOTHER = re.compile(
+    r"\b(another|a different|other) (answer|version|response|try|approach|way|one|title|name|option)s?\b"
+    r"|\btry (again|something)|\bmake (something|it) up\b|\bone more time\b",
+    _I,
+)
+_LENGTH_FORMAT = re.compile(
+    r"\b(one sentence|\d+ (words?|characters?|sentences?|paragraphs?|lines?)|(a )?long(er)? (story|version|answer)"
+    r"|short(er)? (version|answer)|in (a )?table|table ?wise|as a table|bullet points?|raw markdown|markdown"
+    r"|in (english|korean|french|spanish|german|chinese|japanese))\b",
+    _I,
+)
+_OPTION_PICK = re.compile(
+    r"\b(the (first|second|third|fourth|last) (one|option|idea|choice)|option (\d|[a-d])\b|i('ll| will) (go with"
+    r"|take|choose|pick)|let'?s go with)",
+    _I,
+)
+# "Rewrite and improve: <pasted text>": what follows the colon is material for the next task, not the user's words.
+_PASTE_PREFIX = re.compile(r"^\s*[^\n:]{0,60}:\s")
+_STOPWORDS = frozenset(
+    (  # noqa: SIM905 - a word list reads better as text
+        "a an the and or but if then so to of in on at for with from by as is are was were be been being it this that "
+        "these those i you he she we they me my your our their them his her its do does did can could would should "
+        "will shall may might must have has had not no yes please what which who whom how why when where there here "
+        "all any some more most other such only own same than too very just also about into over under again further "
+        "once up down out off now let lets let's give me write make create"
+    ).split()
+)
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]{2,}")
+_IDENTIFIER = re.compile(r"\b([a-z]+[A-Z][A-Za-z0-9]*|[A-Za-z]+_[A-Za-z0-9_]+|[A-Za-z]+\.[A-Za-z_]+\(?)\b")
+
+_TURN_CUES: dict[str, re.Pattern[str]] = {
+    "edit_start": _EDIT_START,
+    "edit_start_short": _EDIT_START,
+    "edit_start_long": _EDIT_START,
+    "refer_back_short": _REFER_BACK,
+    "you_did": _YOU_DID,
+    "no_start": _NO_START,
+    "error_text": _ERROR_TEXT,
+    "example_request_prose": _EXAMPLE_REQUEST,
+    "comparative_short": _COMPARATIVE,
+    "constraint_short": _CONSTRAINT,
+    "continue_start": _CONTINUE,
+    "template": _TEMPLATE,
+    "story_scene": _STORY,
+    "wh_start": _WH_START,
+    "bare_more": _BARE_MORE,
+}
+
 FEATURES: tuple[str, ...] = (
     *_CUES,
     "reply_asks",
@@ -77,6 +182,16 @@ FEATURES: tuple[str, ...] = (
     "first_person_density",
     "log_length",
     "short",
+    *_TURN_CUES,
+    "reply_overlap",
+    "identifier_overlap",
+    "reply_code",
+    "long_turn",
+    "very_short",
+    "another",
+    "length_format_short",
+    "option_pick",
+    "paste_prefix_long",
 )
 """Feature names, in the order of `features()`; the calibrated weights file lists them too."""
 
@@ -84,7 +199,7 @@ CATEGORY_CUES: dict[str, dict[str, tuple[str, ...]]] = {
     "sat": {
         "gratitude": ("thanks",),
         "learning": ("learning",),
-        "compliance": ("reply_asks", "reply_question_end"),
+        "compliance": ("reply_asks", "reply_question_end", "option_pick"),
         "praise": ("praise",),
         "personal_details": ("first_person",),
         "humor": ("humor",),
@@ -94,14 +209,14 @@ CATEGORY_CUES: dict[str, dict[str, tuple[str, ...]]] = {
     },
     "dsat": {
         "negative_feedback": ("negative",),
-        "revision": ("revise_verb", "again", "ignored"),
-        "factual_error": ("wrong",),
+        "revision": ("revise_verb", "again", "ignored", "edit_start_short", "another", "no_start"),
+        "factual_error": ("wrong", "error_text"),
         "unrealistic_expectation": ("unrealistic",),
         "no_engagement": (),
-        "ignored": ("ignored",),
+        "ignored": ("ignored", "no_start"),
         "lower_quality": ("lower_quality",),
-        "insufficient_detail": ("more",),
-        "style": ("style",),
+        "insufficient_detail": ("more", "example_request_prose", "bare_more"),
+        "style": ("style", "length_format_short"),
     },
 }
 """Which cues name which rubric category, for the category lists of a positive side."""
@@ -110,18 +225,52 @@ CATEGORY_CUES: dict[str, dict[str, tuple[str, ...]]] = {
 def features(user_turn: str, assistant_reply: str) -> dict[str, float]:
     """All `FEATURES` of one turn, each in [0, 1]."""
     user = user_turn.strip()
-    tail = assistant_reply.strip()[-400:]
+    reply = assistant_reply.strip()
+    tail = reply[-400:]
     out = {name: float(pattern.search(user) is not None) for name, pattern in _COMPILED.items()}
+    paste_prefix = _PASTE_PREFIX.match(user)
+    pasted = paste_prefix is not None and len(user) > _HEAD_CHARS
+    opening = paste_prefix.group(0) if pasted and paste_prefix is not None else user[:_OPENING_CHARS]
     for opening_only in ("thanks", "praise"):
-        out[opening_only] = float(_COMPILED[opening_only].search(user[:_OPENING_CHARS]) is not None)
-    out["reply_asks"] = float(_REPLY_ASKS.search(tail) is not None and "?" in tail)
-    out["reply_question_end"] = float(tail.endswith("?") and _GENERIC_OFFER.search(tail) is None)
-    out["reply_game_prompt"] = float(_GAME_PROMPT.search(tail) is not None)
+        out[opening_only] = float(_COMPILED[opening_only].search(opening) is not None)
+    game = _GAME_PROMPT.search(tail) is not None
+    # A game's "What do you do?" hands the turn over; the move that answers it is not compliance (dev-set rules).
+    out["reply_asks"] = float(not game and _REPLY_ASKS.search(tail) is not None and "?" in tail)
+    out["reply_question_end"] = float(not game and tail.endswith("?") and _GENERIC_OFFER.search(tail) is None)
+    out["reply_game_prompt"] = float(game)
     out["short_positive"] = float(len(user) < 60 and (out["thanks"] or out["praise"] or out["ack"]) > 0)
     out["first_person_density"] = min(len(_PRONOUNS.findall(user)), 6) / 6
     out["log_length"] = math.log1p(len(user)) / 8
     out["short"] = float(len(user) < 40)
+    head, short = user[:_HEAD_CHARS], len(user) < _HEAD_CHARS
+    edit = _EDIT_START.search(user) is not None
+    out["edit_start"] = float(edit)
+    out["edit_start_short"] = float(edit and short)
+    out["edit_start_long"] = float(edit and not short)
+    out["refer_back_short"] = float(short and _REFER_BACK.search(head) is not None)
+    out["you_did"] = float(_YOU_DID.search(user[:300]) is not None)
+    out["no_start"] = float(_NO_START.search(user) is not None)
+    out["error_text"] = float(_ERROR_TEXT.search(user[:1500]) is not None)
+    out["example_request_prose"] = float(short and "```" not in reply and _EXAMPLE_REQUEST.search(head) is not None)
+    out["comparative_short"] = float(short and _COMPARATIVE.search(head) is not None)
+    out["constraint_short"] = float(short and _CONSTRAINT.search(head) is not None)
+    for name in ("continue_start", "template", "story_scene", "wh_start", "bare_more"):
+        out[name] = float(_TURN_CUES[name].search(user) is not None)
+    words = _content_words(user[:600])
+    out["reply_overlap"] = len(words & _content_words(reply)) / len(words) if words else 0.0
+    out["identifier_overlap"] = float(bool(set(_IDENTIFIER.findall(user[:600])) & set(_IDENTIFIER.findall(reply))))
+    out["reply_code"] = float("```" in reply)
+    out["long_turn"] = float(len(user) > 500)
+    out["very_short"] = float(len(user) < 20)
+    out["another"] = float(_ANOTHER.search(head) is not None)
+    out["length_format_short"] = float(short and _LENGTH_FORMAT.search(head) is not None)
+    out["option_pick"] = float(_OPTION_PICK.search(user[:300]) is not None)
+    out["paste_prefix_long"] = float(pasted)
     return out
+
+
+def _content_words(text: str) -> set[str]:
+    return {w for w in (m.lower() for m in _WORD.findall(text)) if w not in _STOPWORDS}
 
 
 def categories(side: str, values: Mapping[str, float]) -> list[str]:
