@@ -3,7 +3,7 @@
 This is the CPU default of `feedback_signal` for small models. Measured on the dev set's test half, the
 135M default model's answers to rubric questions rank turns barely better than chance (see README), while
 lexical and structural cues, weighted by a logistic model fitted on the tuning half, reach a usable DSAT κ
-at tens of thousands of turns per second. Larger models use the full rubric prompt instead
+at hundreds of turns per second. Larger models use the full rubric prompt instead
 (`feedback_method` in docs/llm.md).
 
 The weights live in `data/feedback_calibrated.json`, written by `python -m wfsql.eval.calibrate` from the

@@ -7,7 +7,7 @@ a few are structural (the reply ended by asking the user something, the turn is 
 the user). `CATEGORY_CUES` maps rubric categories to the patterns that name them, so a positive side can
 say *which* categories it saw.
 
-Pure Python and fast (tens of thousands of turns per second): on a CPU this is what the small default
+Pure Python and fast (hundreds of turns per second on a busy 2-core CPU): on a CPU this is what the small default
 model cannot beat (see the README's classifier table), and on a GPU the full rubric prompt replaces it.
 """
 
