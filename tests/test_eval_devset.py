@@ -14,6 +14,7 @@ from wfsql.conversations.sample import SampleUnavailableError, sample_conversati
 from wfsql.eval import devset
 from wfsql.eval.devset import (
     ASSISTANT_ROLES,
+    BATCHES,
     COLUMNS,
     DEVSET_CSV,
     DSAT_CATEGORIES,
@@ -29,6 +30,7 @@ from wfsql.eval.devset import (
     qualifies,
     read_rows,
     read_second_annotations,
+    recompute_splits,
     select_candidates,
 )
 
@@ -160,27 +162,31 @@ def test_selection_procedure_reproduces_the_csv() -> None:
     # Fails if the English heuristic changes what it accepts: the CSV then no longer matches the README's procedure.
     rows = read_rows()
     assert chosen == [(row.conversation_id, row.turn_index) for row in rows]
-    assert len(chosen) == 1000 and skipped[0] == "CipTWlm_41" and len(skipped) == 20
+    assert len(chosen) == len(rows) and skipped[0] == "CipTWlm_41"
     per_conversation = Counter(cid for cid, _ in chosen)
     assert max(per_conversation.values()) <= 2
     # The first batch is exactly what a 340-turn selection returns (the set grew by re-running it with a larger limit).
-    first, _ = select_candidates(sample_conversations(sys.maxsize), is_english, limit=340)
-    assert [(row.conversation_id, row.turn_index) for row in rows if row.annotator == "A"] == first
+    for limit, batches in ((340, BATCHES[:1]), (1000, BATCHES[:2])):
+        earlier, _ = select_candidates(sample_conversations(sys.maxsize), is_english, limit=limit)
+        annotators = set().union(*batches)
+        assert [(row.conversation_id, row.turn_index) for row in rows if row.annotator in annotators] == earlier
 
 
 def test_split_procedure_reproduces_the_csv_batch_by_batch() -> None:
     rows = read_rows()
+    assert {row.annotator for row in rows} == set().union(*BATCHES)
+    halves = recompute_splits(rows)
+    assert all(halves[row.conversation_id] == row.split for row in rows)
     first = [row for row in rows if row.annotator == "A"]
-    later = [row for row in rows if row.annotator != "A"]
-    halves, totals = assign_splits(first)
-    assert totals == {"tune": (171, 52, 15), "test": (170, 52, 15)}
-    assert all(halves[row.conversation_id] == row.split for row in first)
-    halves, totals = assign_splits(later, start=totals)
-    assert all(halves[row.conversation_id] == row.split for row in later)
+    assert assign_splits(first)[1] == {"tune": (171, 52, 15), "test": (170, 52, 15)}  # the first release's halves
     # The halves stay balanced on turns, DSAT and SAT counts (the README's table).
+    totals = {half: [0, 0, 0] for half in SPLITS}
+    for row in rows:
+        totals[row.split] = [totals[row.split][0] + 1, totals[row.split][1] + row.dsat, totals[row.split][2] + row.sat]
     assert all(abs(a - b) <= 2 for a, b in zip(totals["tune"], totals["test"], strict=True))
-    # Splitting from zero would put conversations elsewhere: the carried totals matter.
-    assert assign_splits(later)[0] != halves
+    # Splitting a later batch from zero would put conversations elsewhere: the carried totals matter.
+    second = [row for row in rows if row.annotator in BATCHES[1]]
+    assert any(assign_splits(second)[0][row.conversation_id] != row.split for row in second)
 
 
 def test_second_annotator_labels_a_subset_and_agreement_is_as_documented() -> None:

@@ -336,11 +336,26 @@ def assign_splits(
     return halves, {half: (totals[half][0], totals[half][1], totals[half][2]) for half in SPLITS}
 
 
+#: The labelling batches, in order, by annotator; each batch was split starting from the totals the earlier
+#: ones left (data/README.md §3).
+BATCHES: tuple[frozenset[str], ...] = (frozenset("A"), frozenset("BCDE"), frozenset("FGHI"))
+
+
+def recompute_splits(rows: Sequence[DevsetRow]) -> dict[str, str]:
+    """The half of every conversation as the batch-by-batch procedure assigns it (a test compares the CSV)."""
+    halves: dict[str, str] = {}
+    totals: dict[str, tuple[int, int, int]] | None = None
+    for batch in BATCHES:
+        assigned, totals = assign_splits([row for row in rows if row.annotator in batch], start=totals)
+        halves.update(assigned)
+    return halves
+
+
 def select_candidates(
     records: Iterable[Mapping[str, Any]],
     is_english: Callable[[str], bool],
     per_conversation: int = 2,
-    limit: int = 1000,
+    limit: int = 1600,
 ) -> tuple[list[tuple[str, int]], list[str]]:
     """Re-run the selection described in ``data/README.md``: ``((id, turn_index) pairs, skipped ids)``.
 
