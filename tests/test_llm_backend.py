@@ -7,6 +7,7 @@ batching, the shared-prefix scoring against a plain forward pass, truncation, er
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ jsonschema = pytest.importorskip("jsonschema")
 from wfsql.llm import Backend, FeedbackInput, ModelSpec, TransformersBackend  # noqa: E402
 from wfsql.llm.feedback import ALL_CATEGORIES, check_feedback_value  # noqa: E402
 from wfsql.llm.models import ModelUnavailableError, make_tiny_model  # noqa: E402
-from wfsql.llm.prompts import render  # noqa: E402
+from wfsql.llm.prompts import DEFAULT_EXTRACT_INSTRUCTION, render  # noqa: E402
 
 LABELS = ["positive", "negative", "neutral", "mixed feelings"]  # the last one is several tokens
 TEXTS = [
@@ -364,17 +365,90 @@ def test_generate_stops_at_stop_strings(backend: TransformersBackend) -> None:
 def test_generate_batches_instead_of_looping(
     small_batches: TransformersBackend, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    model = small_batches.loaded.model
-    original, calls = model.generate, []
+    original, calls = TransformersBackend._generate_rows, []
 
-    def generate(*args: Any, **kwargs: Any) -> Any:
-        calls.append(kwargs["input_ids"].shape[0])
-        return original(*args, **kwargs)
+    def generate_rows(self: TransformersBackend, prefix: Any, rows: list[list[int]], **kwargs: Any) -> Any:
+        calls.append(len(rows))
+        return original(self, prefix, rows, **kwargs)
 
-    monkeypatch.setattr(model, "generate", generate)
+    monkeypatch.setattr(TransformersBackend, "_generate_rows", generate_rows)
     results = small_batches.generate([f"prompt {i}" for i in range(5)], max_new_tokens=4)
     assert all(r.status == "ok" for r in results)
     assert sorted(calls) == [1, 2, 2]
+
+
+def test_batched_decoding_with_the_shared_prefix_matches_plain_generate(backend: TransformersBackend) -> None:
+    """The batched decoder (system prompt from the shared KV cache, right-padded rows, chunked prefill) gives
+    the tokens transformers' own greedy `generate` gives for each prompt alone, without any cache reuse."""
+    system = "You are a terse assistant. " * 6
+    prompts = ["Say hi.", "Count to ten, slowly, and then back again to one.", "Name a colour.", "ok " * 40]
+    batched = backend.generate(prompts, system=system, max_new_tokens=10)
+    model, tokenizer = backend.loaded.model, backend.tokenizer
+    head, tail = backend.frame(system)
+    for prompt, result in zip(prompts, batched, strict=True):
+        ids = torch.tensor([head + backend.encode_text(prompt) + tail])
+        with torch.inference_mode():
+            plain = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=10,
+                                   do_sample=False, pad_token_id=tokenizer.pad_token_id)
+        assert result.status == "ok"
+        assert result.value == tokenizer.decode(plain[0, ids.shape[1] :], skip_special_tokens=True)
+        assert result.prompt_tokens == ids.shape[1]
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_batched_decoder_scores_match_full_forward_passes(
+    small_batches: TransformersBackend, monkeypatch: pytest.MonkeyPatch, shared: bool
+) -> None:
+    """Every step's scores in the batched decoder (shared-prefix KV cache, rows prefilled in groups of two
+    (`batch_size` 2) and in several chunks, one preallocated cache) equal the logits of a plain forward pass
+    over the whole sequence."""
+    from transformers import LogitsProcessorList
+
+    backend = small_batches
+    monkeypatch.setattr(TransformersBackend, "prefill_chunk", lambda self: 8)
+    head, tail = backend.frame("You are a terse assistant. " * 6)
+    texts = ["Say hi.", "Count to ten, then back to one. " * 3, "ok", "Name three colours and a fruit."]
+    rows = [backend.encode_text(text) + tail for text in texts]
+    if not shared:
+        rows, head = [head + row for row in rows], []
+    rows.sort(key=len)  # as `_decode` hands them over
+    seen: list[tuple[Any, Any]] = []
+
+    def capture(input_ids: Any, scores: Any) -> Any:
+        seen.append((input_ids.clone(), scores.clone()))
+        return scores
+
+    eos = backend.tokenizer.eos_token_id
+    generated = backend._generate_rows(
+        tuple(head), rows, processors=LogitsProcessorList([capture]), stopping=None, max_new_tokens=5, eos=[eos],
+        pad=eos,
+    )
+    width = max(map(len, rows))
+    assert len(seen) == 5
+    model = backend.loaded.model
+    for i, row in enumerate(rows):
+        for step, (input_ids, scores) in enumerate(seen):
+            assert input_ids[i, :len(row)].tolist() == row and input_ids[i, width:].tolist() == generated[i][:step]
+            ids = torch.tensor([head + row + generated[i][:step]])
+            with torch.inference_mode():
+                plain = model(input_ids=ids).logits[0, -1]
+            torch.testing.assert_close(scores[i], plain.float(), atol=1e-4, rtol=1e-4)
+            assert generated[i][step] == int(scores[i].argmax())
+
+
+def test_batched_extract_matches_a_naive_outlines_call_per_row(backend: TransformersBackend) -> None:
+    """Batched constrained decoding (shared-prefix KV cache, length-sorted batches) answers what one outlines
+    generator call per row answers (the benchmark's naive baseline)."""
+    texts = [*TEXTS, "The delivery was late again; I want a refund. " * 8]
+    batched = backend.extract(texts, SCHEMA, max_new_tokens=48)
+    generator = backend.json_generator(SCHEMA)
+    schema_text = json.dumps(SCHEMA, sort_keys=True)
+    for text, result in zip(texts, batched, strict=True):
+        prompt = backend.render_prompt("extract", text=text, instruction=DEFAULT_EXTRACT_INSTRUCTION,
+                                       schema=schema_text)
+        naive = generator(prompt, max_new_tokens=48, do_sample=False)
+        assert result.status == "ok", result.error
+        assert result.value == json.loads(naive)
 
 
 def test_generate_rejects_impossible_settings(backend: TransformersBackend) -> None:

@@ -70,6 +70,30 @@ def test_extract_validates_and_reads_the_text(real: TransformersBackend) -> None
     assert results[0].value["age"] == 42 and "John" in results[0].value["name"]
 
 
+def test_batched_extract_answers_what_naive_outlines_calls_answer(real: TransformersBackend) -> None:
+    """Batched constrained decoding (shared system-prompt KV cache, length-sorted rows, one preallocated cache)
+    gives the real model's answers of one plain outlines call per row."""
+    import json
+
+    from wfsql.llm.prompts import DEFAULT_EXTRACT_INSTRUCTION
+
+    schema = {
+        "type": "object",
+        "properties": {"name": {"type": "string", "maxLength": 30}, "city": {"type": "string", "maxLength": 30}},
+        "required": ["name", "city"],
+        "additionalProperties": False,
+    }
+    texts = ["John Smith is 42 years old and lives in Paris.", "Maria moved to Berlin.", "Nothing here. " * 12]
+    batched = real.extract(texts, schema, max_new_tokens=40)
+    generator = real.json_generator(schema)
+    for text, result in zip(texts, batched, strict=True):
+        prompt = real.render_prompt("extract", text=text, instruction=DEFAULT_EXTRACT_INSTRUCTION,
+                                    schema=json.dumps(schema, sort_keys=True))
+        naive = generator(prompt, max_new_tokens=40, do_sample=False)
+        assert result.status == "ok", result.error
+        assert result.value == json.loads(naive), text
+
+
 def test_generate_answers(real: TransformersBackend) -> None:
     results = real.generate(["What is the capital of France? Answer in one sentence."], max_new_tokens=24)
     assert results[0].status == "ok" and "Paris" in results[0].value

@@ -22,6 +22,7 @@ close its message. Over-long inputs are cut from the middle by token count to fi
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import threading
@@ -333,48 +334,34 @@ class TransformersBackend:
                 self._prefix_kv.pop(next(iter(self._prefix_kv)))
         return self._prefix_kv[prefix]
 
-    def _forward_rows(self, prefix: tuple[int, ...], rows: list[_Row], reads: list[list[int]]) -> list[Any]:
-        """Hidden states at `reads[i]` (indices into rows[i].flat) for rows that continue `prefix`.
+    def _row_cache(self, prefix: tuple[int, ...], batch: int, capacity: int) -> Any:
+        """A KV cache for `batch` rows that continue `prefix`, with room for `capacity` tokens per row.
 
-        The prefix (the system prompt, the same for every row) comes from the shared KV cache. The rows'
-        own tokens then run in chunks of `prefill_chunk` tokens: a dense attention mask over a whole row
+        The prefix's keys and values (computed once per process) are copied in; later tokens are written into
+        buffers allocated once, instead of transformers' DynamicCache re-concatenating every layer's whole
+        cache at each forward call (one call per decoded token).
+        """
+        kv = self._prefix_cache(prefix) if prefix else None
+        config = self.loaded.model.config
+        layers = []
+        for layer in range(config.num_hidden_layers):
+            keys, values = kv[layer] if kv is not None else (None, None)
+            layers.append(_growing_layer(keys, values, batch, capacity))
+        return _growing_cache(layers)
+
+    def _prefill_rows(
+        self, cache: Any, g: int, row_ids: Any, lengths: list[int], wanted: list[list[int]]
+    ) -> dict[tuple[int, int], Any]:
+        """Run right-padded `row_ids` after the `g` cached prefix tokens, in chunks of `prefill_chunk` tokens.
+
+        Returns the hidden states at `wanted[i]` (indices into row i). A dense attention mask over a whole row
         would spend half its work on the masked upper triangle, which on CPU costs as much as the linear
-        layers; chunks keep that waste to half a chunk per token. Finally every row's branches (the label or
-        question continuations) run in one pass with a tree-shaped mask: each branch sees the prefix, its
-        row, and itself causally, never a sibling, so the row is encoded once however many branches it has.
-        Rows are right-padded; padded keys are masked out and padded queries are ignored.
+        layers; chunks keep that waste to half a chunk per token. Padded keys are masked out; a padded query
+        sees only itself.
         """
         import torch
-        from transformers import DynamicCache
 
-        model = self.loaded.model
-        device = model.device
-        dtype = self.loaded.dtype
-        g = len(prefix)
-        batch = len(rows)
-        pad = self.tokenizer.pad_token_id or 0
-        lengths = [len(row.ids) for row in rows]
-        width = max(lengths)
-        if g:
-            kv = self._prefix_cache(prefix)
-            cache = DynamicCache(
-                ddp_cache_data=[(k.expand(batch, -1, -1, -1), v.expand(batch, -1, -1, -1)) for k, v in kv]
-            )
-        else:
-            cache = DynamicCache()
-
-        def run(ids: Any, positions: Any, allowed: Any) -> Any:
-            # An additive float mask: SDPA runs markedly faster with it than with a boolean one on CPU.
-            additive = torch.zeros(allowed.shape, dtype=dtype).masked_fill_(~allowed, torch.finfo(dtype).min)
-            return model.base_model(
-                input_ids=ids.to(device), position_ids=positions.to(device), attention_mask=additive.to(device),
-                cache=cache, use_cache=True,
-            ).last_hidden_state
-
-        row_ids = torch.full((batch, width), pad, dtype=torch.long)
-        for i, row in enumerate(rows):
-            row_ids[i, : lengths[i]] = torch.tensor(row.ids, dtype=torch.long)
-        wanted = [[r for r in read if r < lengths[i]] for i, read in enumerate(reads)]
+        batch, width = row_ids.shape
         row_hidden: dict[tuple[int, int], Any] = {}
         chunk = self.prefill_chunk()
         key_index = torch.arange(width)
@@ -382,20 +369,60 @@ class TransformersBackend:
             end = min(start + chunk, width)
             query_index = torch.arange(start, end)
             # query q sees prefix keys, and row keys k <= q that are real tokens of its row
-            causal = key_index[None, : end] <= query_index[:, None]
+            causal = key_index[None, :end] <= query_index[:, None]
             allowed = torch.zeros((batch, 1, end - start, g + end), dtype=torch.bool)
             allowed[:, :, :, :g] = True
             for i in range(batch):
                 allowed[i, 0, :, g:] = causal & (key_index[None, :end] < lengths[i])
                 allowed[i, 0, :, g + start :] |= torch.eye(end - start, dtype=torch.bool)  # padding: itself
             positions = (g + query_index)[None, :].expand(batch, -1)
-            hidden = run(row_ids[:, start:end], positions, allowed)
+            hidden = self._run_model(cache, row_ids[:, start:end], positions, allowed)
             for i, read in enumerate(wanted):
                 for r in read:
                     if start <= r < end:
                         row_hidden[(i, r)] = hidden[i, r - start]
+        return row_hidden
 
+    def _run_model(self, cache: Any, ids: Any, positions: Any, allowed: Any) -> Any:
+        """Last hidden states of one forward call; `allowed` (batch, 1, queries, keys) says what each query sees."""
+        import torch
+
+        model = self.loaded.model
+        dtype = self.loaded.dtype
+        device = model.device
+        # An additive float mask: SDPA runs markedly faster with it than with a boolean one on CPU.
+        additive = torch.zeros(allowed.shape, dtype=dtype).masked_fill_(~allowed, torch.finfo(dtype).min)
+        return model.base_model(
+            input_ids=ids.to(device), position_ids=positions.to(device), attention_mask=additive.to(device),
+            cache=cache, use_cache=True,
+        ).last_hidden_state
+
+    def _forward_rows(self, prefix: tuple[int, ...], rows: list[_Row], reads: list[list[int]]) -> list[Any]:
+        """Hidden states at `reads[i]` (indices into rows[i].flat) for rows that continue `prefix`.
+
+        The prefix (the system prompt, the same for every row) comes from the shared KV cache; the rows' own
+        tokens run in chunks (`_prefill_rows`). Finally every row's branches (the label or question
+        continuations) run in one pass with a tree-shaped mask: each branch sees the prefix, its row, and
+        itself causally, never a sibling, so the row is encoded once however many branches it has.
+        Rows are right-padded; padded keys are masked out and padded queries are ignored.
+        """
+        import torch
+
+        g = len(prefix)
+        batch = len(rows)
+        pad = self.tokenizer.pad_token_id or 0
+        lengths = [len(row.ids) for row in rows]
+        width = max(lengths)
         branch_width = max(sum(len(b) for b in row.branches) for row in rows)
+        cache = self._row_cache(prefix, batch, g + width + branch_width)
+        run = functools.partial(self._run_model, cache)
+
+        row_ids = torch.full((batch, width), pad, dtype=torch.long)
+        for i, row in enumerate(rows):
+            row_ids[i, : lengths[i]] = torch.tensor(row.ids, dtype=torch.long)
+        wanted = [[r for r in read if r < lengths[i]] for i, read in enumerate(reads)]
+        row_hidden = self._prefill_rows(cache, g, row_ids, lengths, wanted)
+
         branch_hidden = None
         if branch_width:
             ids = torch.full((batch, branch_width), pad, dtype=torch.long)
@@ -685,6 +712,7 @@ class TransformersBackend:
         self,
         prompts: Mapping[int, list[int]],
         *,
+        prefix: Sequence[int] = (),
         processor: Any,
         max_new_tokens: int,
         temperature: float = 0.0,
@@ -693,52 +721,44 @@ class TransformersBackend:
         finish: Callable[[int, _Decoded, int], LLMResult],
         out: dict[int, LLMResult],
     ) -> None:
-        """Batched `model.generate` over length-sorted prompts, with an optional outlines logits processor."""
-        import torch
-        from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteriaList
+        """Batched greedy (or Gumbel-sampled) decoding of `prefix + prompts[i]`, length-sorted, with an optional
+        outlines logits processor.
+
+        `prefix` (the chat frame and system prompt, the same for every row) is encoded once per process and
+        its KV cache reused, so a row costs only its own tokens (see `_generate_rows`).
+        """
+        from transformers import LogitsProcessorList, StoppingCriteriaList
 
         loaded = self.loaded
         model, tokenizer = loaded.model, loaded.tokenizer
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         eos = _eos_ids(model, tokenizer)
         rows = self.generation_batch_size()
+        head = tuple(prefix)
         lengths = {index: len(ids) for index, ids in prompts.items()}
         max_tokens = 1 << 18 if self.on_cuda else 16384  # prompt tokens per batch (KV cache memory)
 
         def run(indices: list[int]) -> list[LLMResult]:
             started = time.perf_counter()
             width = max(lengths[i] for i in indices)
-            input_ids = torch.full((len(indices), width), pad, dtype=torch.long)
-            attention = torch.zeros((len(indices), width), dtype=torch.long)
-            for row, index in enumerate(indices):
-                ids = prompts[index]
-                input_ids[row, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
-                attention[row, width - len(ids) :] = 1
             processors = []
             if processor is not None:
                 processor.reset()
                 processors.append(processor)
             if temperature > 0:
-                processors.append(GumbelSampler([_row_seed(seed, prompts[i]) for i in indices], temperature, width))
-            # On CPU a preallocated (static) KV cache beats the dynamic one, which re-copies every layer's
-            # cache at each step; on CUDA the copies are cheap and a static cache would trigger compilation.
-            config = GenerationConfig(
-                max_new_tokens=max_new_tokens, do_sample=False, num_beams=1, pad_token_id=pad, eos_token_id=eos,
-                cache_implementation=None if self.on_cuda else "static", disable_compile=True,
-            )
+                seeds = [_row_seed(seed, [*head, *prompts[i]]) for i in indices]
+                processors.append(GumbelSampler(seeds, temperature, width))
             criteria = StoppingCriteriaList([StopOnText(tokenizer, list(stop), width)]) if stop else None
-            with torch.inference_mode():
-                output = model.generate(
-                    input_ids=input_ids.to(model.device), attention_mask=attention.to(model.device),
-                    generation_config=config, logits_processor=LogitsProcessorList(processors),
-                    stopping_criteria=criteria,
-                )
+            generated = self._generate_rows(
+                head, [prompts[i] for i in indices], processors=LogitsProcessorList(processors),
+                stopping=criteria, max_new_tokens=max_new_tokens, eos=eos, pad=pad,
+            )
             share = (time.perf_counter() - started) * 1000 / len(indices)
             results = []
             for row, index in enumerate(indices):
-                generated = output[row, width:].tolist()
-                cut = next((k for k, token in enumerate(generated) if token in eos), None)
-                ids = generated if cut is None else generated[:cut]
+                tokens = generated[row]
+                cut = next((k for k, token in enumerate(tokens) if token in eos), None)
+                ids = tokens if cut is None else tokens[:cut]
                 text = tokenizer.decode(ids, skip_special_tokens=True)
                 finished = cut is not None
                 if stop:
@@ -746,11 +766,89 @@ class TransformersBackend:
                     if hits:
                         text, finished = text[: min(hits)], True
                 decoded = _Decoded(ids, text, finished)
-                results.append(_with_latency(finish(index, decoded, lengths[index]), share))
+                results.append(_with_latency(finish(index, decoded, len(head) + lengths[index]), share))
             return results
 
         for batch in self._batches(lengths, rows, max_tokens):
             self._isolated(batch, run, out)
+
+    def _generate_rows(
+        self,
+        prefix: tuple[int, ...],
+        rows: list[list[int]],
+        *,
+        processors: Any,
+        stopping: Any,
+        max_new_tokens: int,
+        eos: list[int],
+        pad: int,
+    ) -> list[list[int]]:
+        """Generated token ids of each row of one batch (a finished row continues with `pad`, as in
+        transformers' `generate`, whose greedy loop this follows step for step).
+
+        The prefix comes from the shared KV cache, the rows' own tokens are prefilled in chunks
+        (right-padded, `_prefill_rows`), then one token per row per step is decoded into a cache allocated once
+        for the whole batch. The processors and stopping criteria see `input_ids` as the rows' (padded)
+        tokens followed by what was generated, like `generate` shows them.
+        """
+        import torch
+
+        g = len(prefix)
+        batch = len(rows)
+        lengths = [len(ids) for ids in rows]
+        width = max(lengths)
+        cache = self._row_cache(prefix, batch, g + width + max_new_tokens)
+        row_ids = torch.full((batch, width), pad, dtype=torch.long)
+        for i, ids in enumerate(rows):
+            row_ids[i, : lengths[i]] = torch.tensor(ids, dtype=torch.long)
+        with torch.inference_mode():
+            # Prefill in groups of rows of similar length (the batch is sorted, so groups are contiguous), each
+            # into its rows of the shared cache: padding the whole batch to its longest row would waste
+            # compute, and prefill needs no large batch to keep the cores busy, unlike decoding.
+            max_rows, max_tokens = self.scoring_batch_limits()
+            lazy = cache.layers[0].buffers is None  # no prefix: buffers take their shape from the first call
+            groups = [list(range(batch))] if lazy else self._batches(dict(enumerate(lengths)), max_rows, max_tokens)
+            hidden = [None] * batch
+            for group in groups:
+                group.sort()
+                first, last = group[0], group[-1] + 1
+                group_width = max(lengths[first:last])
+                view = cache if lazy else _growing_cache([layer.rows(first, last) for layer in cache.layers])
+                states = self._prefill_rows(
+                    view, g, row_ids[first:last, :group_width], lengths[first:last],
+                    [[lengths[i] - 1] for i in range(first, last)],
+                )
+                for i in range(first, last):
+                    hidden[i] = states[(i - first, lengths[i] - 1)]
+                for layer in view.layers:  # columns past the group's longest row: masked, but must be finite
+                    layer.fill_zeros(width - group_width)
+            for layer in cache.layers:
+                layer.length = g + width
+            hidden = torch.stack(hidden)
+            head = self.loaded.model.get_output_embeddings()
+            allowed = torch.zeros((batch, 1, 1, g + width + max_new_tokens), dtype=torch.bool)
+            allowed[:, :, :, :g] = True
+            for i, n in enumerate(lengths):
+                allowed[i, :, :, g : g + n] = True
+            positions = torch.tensor(lengths, dtype=torch.long)[:, None] + g
+            eos_ids = torch.tensor(eos, dtype=torch.long)
+            unfinished = torch.ones(batch, dtype=torch.bool)
+            sequence = row_ids
+            for step in range(max_new_tokens):
+                scores = head(hidden).float()
+                scores = processors(sequence, scores)
+                tokens = scores.argmax(dim=-1)
+                tokens = torch.where(unfinished, tokens, torch.full_like(tokens, pad))
+                sequence = torch.cat([sequence, tokens[:, None]], dim=1)
+                unfinished &= ~torch.isin(tokens, eos_ids)
+                if stopping is not None:
+                    unfinished &= ~stopping(sequence, scores)
+                if not unfinished.any() or step + 1 == max_new_tokens:
+                    break
+                column = g + width + step
+                allowed[:, :, :, column] = True
+                hidden = self._run_model(cache, tokens[:, None], positions + step, allowed[..., : column + 1])[:, -1]
+        return sequence[:, width:].tolist()
 
     def extract(
         self, texts: list[str], json_schema: dict[str, Any], *, instruction: str | None = None,
@@ -784,7 +882,7 @@ class TransformersBackend:
                 except Exception as error:
                     out[index] = LLMResult.failure(f"{type(error).__name__}: {error}")
                     continue
-                prompts[index] = head + user + tail + lead_in
+                prompts[index] = user + tail + lead_in
 
             def finish(index: int, decoded: _Decoded, prompt_tokens: int) -> LLMResult:
                 counts = {"prompt_tokens": prompt_tokens}
@@ -801,7 +899,9 @@ class TransformersBackend:
                     return LLMResult.failure(f"the output does not validate: {problem.message}", **counts)
                 return LLMResult(value, prompt_tokens=prompt_tokens, completion_tokens=len(decoded.ids))
 
-            self._decode(prompts, processor=processor, max_new_tokens=limit, finish=finish, out=out)
+            self._decode(
+                prompts, prefix=head, processor=processor, max_new_tokens=limit, finish=finish, out=out
+            )
             return [out[i] for i in range(len(texts))]
 
     def generate(
@@ -830,13 +930,13 @@ class TransformersBackend:
                 except Exception as error:
                     out[index] = LLMResult.failure(f"{type(error).__name__}: {error}")
                     continue
-                encoded[index] = head + user + tail + lead_in
+                encoded[index] = user + tail + lead_in
 
             def finish(index: int, decoded: _Decoded, prompt_tokens: int) -> LLMResult:
                 return LLMResult(decoded.text, prompt_tokens=prompt_tokens, completion_tokens=len(decoded.ids))
 
             self._decode(
-                encoded, processor=None, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed,
+                encoded, prefix=head, processor=None, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed,
                 stop=stop, finish=finish, out=out,
             )
             return [out[i] for i in range(len(prompts))]
@@ -862,14 +962,16 @@ class TransformersBackend:
                 except Exception as error:
                     out[index] = LLMResult.failure(f"{type(error).__name__}: {error}")
                     continue
-                prompts[index] = head + user + tail + lead_in
+                prompts[index] = user + tail + lead_in
 
             def finish(index: int, decoded: _Decoded, prompt_tokens: int) -> LLMResult:
                 if decoded.text not in labels:
                     return LLMResult.failure(f"decoded {decoded.text!r}, not one of the labels")
                 return LLMResult(decoded.text, prompt_tokens=prompt_tokens, completion_tokens=len(decoded.ids))
 
-            self._decode(prompts, processor=processor, max_new_tokens=limit, finish=finish, out=out)
+            self._decode(
+                prompts, prefix=head, processor=processor, max_new_tokens=limit, finish=finish, out=out
+            )
             return [out[i] for i in range(len(texts))]
 
 
@@ -941,3 +1043,76 @@ def _with_latency(result: LLMResult, latency_ms: float) -> LLMResult:
     from dataclasses import replace
 
     return replace(result, latency_ms=latency_ms)
+
+
+@functools.cache
+def _growing_layer_class() -> type:
+    from transformers.cache_utils import DynamicLayer
+
+    class GrowingLayer(DynamicLayer):
+        """One layer's keys and values in buffers allocated once for `capacity` tokens: appending writes in
+        place and hands attention a view of the filled part, where DynamicLayer concatenates the whole cache."""
+
+        def __init__(self, batch: int, capacity: int) -> None:
+            super().__init__()
+            self.batch, self.capacity = batch, capacity
+            self.buffers: tuple[Any, Any] | None = None
+            self.length = 0
+
+        def fill(self, key_states: Any, value_states: Any) -> None:
+            import torch
+
+            if self.buffers is None:
+                self.device = key_states.device
+                self.buffers = tuple(
+                    torch.empty((self.batch, s.shape[1], self.capacity, s.shape[3]), dtype=s.dtype, device=s.device)
+                    for s in (key_states, value_states)
+                )
+                self.is_initialized = True
+            end = self.length + key_states.shape[-2]
+            if end > self.capacity:
+                raise RuntimeError(f"KV cache capacity {self.capacity} exceeded ({end} tokens)")
+            self.buffers[0][:, :, self.length : end] = key_states
+            self.buffers[1][:, :, self.length : end] = value_states
+            self.length = end
+            self.keys = self.buffers[0][:, :, :end]
+            self.values = self.buffers[1][:, :, :end]
+
+        def update(self, key_states: Any, value_states: Any, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
+            self.fill(key_states, value_states)
+            return self.keys, self.values
+
+        def rows(self, first: int, last: int) -> Any:
+            """A layer over rows first..last-1 of this one's buffers (writes land here), at the same length."""
+            assert self.buffers is not None
+            view = GrowingLayer(last - first, self.capacity)
+            view.buffers = (self.buffers[0][first:last], self.buffers[1][first:last])
+            view.device, view.is_initialized, view.length = self.device, True, self.length
+            return view
+
+        def fill_zeros(self, count: int) -> None:
+            if count > 0:
+                assert self.buffers is not None
+                shape = (*self.buffers[0].shape[:2], count, self.buffers[0].shape[3])
+                zeros = self.buffers[0].new_zeros(shape)
+                self.fill(zeros, self.buffers[1].new_zeros((*shape[:3], self.buffers[1].shape[3])))
+
+        def get_seq_length(self) -> int:
+            return self.length
+
+    return GrowingLayer
+
+
+def _growing_layer(keys: Any, values: Any, batch: int, capacity: int) -> Any:
+    """A `GrowingLayer` for `batch` rows and `capacity` tokens, starting with `keys`/`values` when given (a
+    prefix computed for one row, copied to every row)."""
+    layer = _growing_layer_class()(batch, capacity)
+    if keys is not None:
+        layer.fill(keys.expand(batch, -1, -1, -1), values.expand(batch, -1, -1, -1))
+    return layer
+
+
+def _growing_cache(layers: list[Any]) -> Any:
+    from transformers.cache_utils import Cache
+
+    return Cache(layers=layers)
