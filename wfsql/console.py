@@ -8,9 +8,6 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from rich.console import Console as RichConsole
-from rich.markup import escape
-
 from wfsql.errors import WfsqlError
 from wfsql.results import NodeResult, RunResults
 
@@ -25,13 +22,31 @@ _STYLE = {
 }
 
 
+def escape(text: str) -> str:
+    """rich's markup escape, imported on use."""
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(text)
+
+
 class Console:
     """Thin, thread-safe wrapper over rich; `quiet` keeps only warnings, errors and the summary."""
 
     def __init__(self, *, quiet: bool = False, file: Any = None, width: int | None = None) -> None:
-        self.rich = RichConsole(file=file or sys.stdout, width=width, highlight=False, soft_wrap=False)
         self.quiet = quiet
         self._lock = threading.Lock()
+        self._file = file
+        self._width = width
+        self._rich: Any = None
+
+    @property
+    def rich(self) -> Any:
+        """The rich console, made on first output: a quiet command that prints nothing never imports rich."""
+        if self._rich is None:
+            from rich.console import Console as RichConsole
+
+            self._rich = RichConsole(file=self._file or sys.stdout, width=self._width, highlight=False, soft_wrap=False)
+        return self._rich
 
     def info(self, message: str) -> None:
         if not self.quiet:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -76,23 +77,30 @@ def _files(root: Path, folders: tuple[str, ...], suffixes: tuple[str, ...]) -> l
             subdirs[:] = [d for d in subdirs if not d.startswith(".")]
             prefix = os.path.relpath(directory, base)
             for name in files:
-                if not name.startswith(".") and os.path.splitext(name)[1].lower() in suffixes:
+                if not name.startswith(".") and name.lower().endswith(suffixes):
                     names.append(name if prefix == "." else f"{prefix}{os.sep}{name}")
         found.extend((base, name) for name in sorted(names))
     return found
 
 
+@lru_cache(maxsize=64)
+def _base_prefix(root: Path, base: Path) -> tuple[str, str]:
+    """(absolute base + separator, base relative to root + '/' or '') for one resource folder."""
+    rel = os.path.relpath(base, root).replace(os.sep, "/")
+    return os.path.join(base, ""), "" if rel == "." else rel + "/"
+
+
 def _sql_file(root: Path, base: Path, name: str, *, read: bool = True) -> SqlFile:
     """Plain string paths on purpose: pathlib costs more than reading a small file."""
-    absolute = os.path.join(base, name)
+    absolute_base, rel_base = _base_prefix(root, base)
+    absolute = absolute_base + name
     text = ""
     if read:
         with open(absolute, encoding="utf-8") as handle:
             text = handle.read()
     parts = name.split(os.sep)
-    rel = os.path.relpath(base, root).replace(os.sep, "/")
-    rel = "/".join(parts) if rel == "." else f"{rel}/{'/'.join(parts)}"
-    return SqlFile(absolute=absolute, rel=rel, folders=tuple(parts[:-1]), text=text)
+    stem = parts[-1].rsplit(".", 1)[0] if "." in parts[-1] else parts[-1]
+    return SqlFile(absolute=absolute, rel=rel_base + "/".join(parts), folders=tuple(parts[:-1]), text=text, name=stem)
 
 
 def load_files(config: ProjectConfig) -> ProjectFiles:
