@@ -2,7 +2,7 @@
 
     python benchmarks/bench_core.py [--sizes 100,1000,10000] [--run-size 1000] [--repeat 3] [--compile-repeat 7]
 
-* compile: `wfsql compile` as a subprocess (Python start-up and imports included), cold (no
+* compile: `wfsql compile` (the installed console script) as a subprocess (Python start-up and imports included), cold (no
   target/) and warm (unchanged project), on projects from ../shared/bench/gen_project.py.
 * run: `wfsql run --threads 2` on a fresh database vs the floor: raw DuckDB executing the same
   CREATE VIEW statements in dependency order on one connection, timed in this run.
@@ -25,7 +25,9 @@ import duckdb
 ROOT = Path(__file__).resolve().parent.parent
 GENERATOR = ROOT.parent / "shared" / "bench" / "gen_project.py"
 WORK = ROOT / ".bench"
-WFSQL = [sys.executable, "-m", "wfsql.cli"]
+# The installed console script, what users type; `python -m wfsql.cli` where it is not installed.
+_SCRIPT = shutil.which("wfsql", path=str(Path(sys.executable).parent))
+WFSQL = [_SCRIPT] if _SCRIPT else [sys.executable, "-m", "wfsql.cli"]
 
 
 def make_project(size: int) -> Path:
