@@ -2,8 +2,8 @@
 
     python benchmarks/bench_core.py [--sizes 100,1000,10000] [--run-size 1000] [--repeat 3] [--compile-repeat 7]
 
-* compile: `wfsql compile` (the installed console script) as a subprocess (Python start-up and imports included), cold (no
-  target/) and warm (unchanged project), on projects from ../shared/bench/gen_project.py.
+* compile: `wfsql compile` (the installed console script) as a subprocess, Python start-up and imports
+  included, cold (no target/) and warm (unchanged project), on projects from ../shared/bench/gen_project.py.
 * run: `wfsql run --threads 2` on a fresh database vs the floor: raw DuckDB executing the same
   CREATE VIEW statements in dependency order on one connection, timed in this run.
 Prints a markdown table; the README quotes it.
