@@ -155,3 +155,29 @@ def test_a_hung_worker_is_killed_after_the_deadline(monkeypatch):
     assert worker.analyze(sqls) == [analyze_sql(sql) for sql in sqls]
     assert time.monotonic() - started < 10
     assert _child_gone(pid)
+
+
+def test_compiled_files_written_while_parsing_equal_those_of_a_plain_compile(make_project, monkeypatch):
+    calls = []
+    real = compiler._Builder._parse_missing
+
+    def spy(self, models):
+        calls.append(self.while_parsing is not None and self.worker is not None)
+        return real(self, models)
+
+    monkeypatch.setattr(compiler._Builder, "_parse_missing", spy)
+    root = _big_project(make_project)
+    (root / "models" / "schema.yml").write_text(
+        "models:\n  - name: m1\n    columns:\n      - name: n\n        tests: [not_null]\n"
+    )
+    load(root).compile()
+    assert calls == [True]  # the worker ran and the writer was handed the SQL
+    early = {p.relative_to(root / "target").as_posix(): p.read_text() for p in (root / "target").rglob("*.sql")}
+    assert "compiled/proj/models/m7.sql" in early and any("/tests/" in p for p in early)  # tests come after
+    import shutil
+
+    shutil.rmtree(root / "target")
+    monkeypatch.setenv("WFSQL_PARSE_WORKER", "0")
+    load(root).compile()
+    plain = {p.relative_to(root / "target").as_posix(): p.read_text() for p in (root / "target").rglob("*.sql")}
+    assert early == plain and len(plain) == MIN_MODELS_FOR_WORKER + 2

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from wfsql.artifacts import compiled_path, compiled_relpath, write_artifacts_if_changed
+from wfsql.artifacts import CompiledWriter, compiled_path, compiled_relpath, write_artifacts_if_changed
 from wfsql.compiler import Manifest, compile_project
 from wfsql.config import ProjectConfig, load_project
 from wfsql.console import Console
@@ -87,11 +87,12 @@ class Project:
 
     def compile(self, *, write_artifacts: bool = True) -> Manifest:
         if self._manifest is None:
-            manifest = compile_project(self.config)
+            writer = CompiledWriter(self.config) if write_artifacts else None
+            manifest = compile_project(self.config, while_parsing=writer.write_models if writer else None)
             for warning in manifest.warnings:
                 self.console.warn(warning)
-            if write_artifacts:
-                write_artifacts_if_changed(manifest)
+            if writer is not None:
+                write_artifacts_if_changed(manifest, writer)
             self._manifest = manifest
         return self._manifest
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from wfsql import __version__
 from wfsql.compiler import Manifest
+from wfsql.config import ProjectConfig
 from wfsql.nodes import ModelNode, Node, SeedNode, SourceNode, fingerprint
 from wfsql.results import _write_json
 
@@ -26,51 +27,77 @@ def _target_relpath(target_dir: Path, root: Path) -> str:
 def compiled_relpath(manifest: Manifest, node: Node) -> str:
     """The compiled file's path relative to the project root; plain strings, as it runs per node."""
     config = manifest.config
-    target = _target_relpath(config.target_dir, config.root)
     if node.resource_type == "test":
-        return f"{target}/compiled/{config.name}/tests/{node.name}.sql"
-    return f"{target}/compiled/{config.name}/{node.path}"
+        return f"{_target_relpath(config.target_dir, config.root)}/compiled/{config.name}/tests/{node.name}.sql"
+    return model_compiled_relpath(config, node.path)
 
 
-def write_compiled(manifest: Manifest) -> None:
-    """One file per model with its final SQL (what runs, ephemerals inlined).
+def model_compiled_relpath(config: ProjectConfig, path: str) -> str:
+    """Where a model file's compiled SQL goes, from its path relative to the project root."""
+    return f"{_target_relpath(config.target_dir, config.root)}/compiled/{config.name}/{path}"
 
-    Creating a thousand small files is syscall-bound; a few threads overlap those syscalls (they release
-    the GIL), which roughly halves the wall time on two cores.
+
+class CompiledWriter:
+    """Writes files under target/compiled/ and remembers what it wrote, so writing again skips them.
+
+    A cold compile hands it the models' SQL while sqlglot runs on the worker (`compile_project`'s
+    `while_parsing`); the final `write_compiled` then only adds what is new (tests) or changed.
     """
-    from concurrent.futures import ThreadPoolExecutor
 
-    made: set[str] = set()
-    jobs: list[tuple[str, str]] = []
-    root = str(manifest.config.root)
-    for node in manifest.nodes.values():
-        sql = getattr(node, "compiled_sql", None)
-        if sql is None:
-            continue
-        path = os.path.join(root, compiled_relpath(manifest, node))
-        parent = os.path.dirname(path)
-        if parent not in made:
-            os.makedirs(parent, exist_ok=True)
-            made.add(parent)
-        jobs.append((path, sql if sql.endswith("\n") else sql + "\n"))
+    def __init__(self, config: ProjectConfig) -> None:
+        self.config = config
+        self.written: dict[str, str] = {}  # path relative to the root -> text written
 
-    def write(job: tuple[str, str]) -> None:
-        with open(job[0], "w", encoding="utf-8") as handle:
-            handle.write(job[1])
+    def write_models(self, items: list[tuple[str, str]]) -> None:
+        """(model file path relative to the project, compiled SQL) pairs."""
+        self.write([(model_compiled_relpath(self.config, path), sql) for path, sql in items])
 
-    if len(jobs) < 64:
-        for job in jobs:
-            write(job)
-        return
+    def write(self, items: list[tuple[str, str]]) -> None:
+        """(compiled file path relative to the project root, SQL) pairs.
 
-    def write_share(share: list[tuple[str, str]]) -> None:
-        for job in share:
-            write(job)
+        Creating a thousand small files is syscall-bound; a few threads overlap those syscalls (they release
+        the GIL), which roughly halves the wall time on two cores.
+        """
+        from concurrent.futures import ThreadPoolExecutor
 
-    # One task per thread, not per file: a future per file costs as much as the write it wraps.
-    shares = [jobs[i::4] for i in range(4)]
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        list(pool.map(write_share, shares))
+        root = str(self.config.root)
+        made: set[str] = set()
+        jobs: list[tuple[str, str]] = []
+        for relpath, sql in items:
+            text = sql if sql.endswith("\n") else sql + "\n"
+            if self.written.get(relpath) == text:
+                continue
+            path = os.path.join(root, relpath)
+            parent = os.path.dirname(path)
+            if parent not in made:
+                os.makedirs(parent, exist_ok=True)
+                made.add(parent)
+            jobs.append((path, text))
+            self.written[relpath] = text
+        if len(jobs) < 64:
+            _write_share(jobs)
+            return
+        # One task per thread, not per file: a future per file costs as much as the write it wraps.
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            list(pool.map(_write_share, [jobs[i::4] for i in range(4)]))
+
+
+def _write_share(jobs: list[tuple[str, str]]) -> None:
+    for path, text in jobs:
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write(text)
+
+
+def write_compiled(manifest: Manifest, writer: CompiledWriter | None = None) -> None:
+    """One file per model (and test) with its final SQL: what runs, ephemerals inlined."""
+    writer = writer or CompiledWriter(manifest.config)
+    writer.write(
+        [
+            (compiled_relpath(manifest, node), sql)
+            for node in manifest.nodes.values()
+            if (sql := getattr(node, "compiled_sql", None)) is not None
+        ]
+    )
 
 
 def _node_json(manifest: Manifest, node: Node) -> dict[str, Any]:
@@ -128,7 +155,7 @@ def write_manifest(manifest: Manifest) -> Path:
     return _write_json(target / "manifest.json", payload)
 
 
-def write_artifacts_if_changed(manifest: Manifest) -> bool:
+def write_artifacts_if_changed(manifest: Manifest, writer: CompiledWriter | None = None) -> bool:
     """Write compiled SQL and manifest.json unless they already describe exactly this manifest.
 
     Rewriting a thousand unchanged files costs more than the whole warm compile, so a digest of
@@ -148,7 +175,7 @@ def write_artifacts_if_changed(manifest: Manifest) -> bool:
             return False
     except OSError:
         pass
-    write_compiled(manifest)
+    write_compiled(manifest, writer)
     write_manifest(manifest)
     marker.write_text(digest)
     return True

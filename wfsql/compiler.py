@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -90,7 +91,16 @@ class Manifest:
         return order if ids is None else [n for n in order if n in ids]
 
 
-def compile_project(config: ProjectConfig, *, use_cache: bool = True) -> Manifest:
+#: Receives (model file path relative to the project, compiled SQL) pairs; see `compile_project`.
+CompiledSqlSink = Callable[[list[tuple[str, str]]], None]
+
+
+def compile_project(
+    config: ProjectConfig, *, use_cache: bool = True, while_parsing: CompiledSqlSink | None = None
+) -> Manifest:
+    """Compile the project. ``while_parsing``, if given, is handed every model's compiled SQL while the parse
+    worker runs (only then), so a caller can write target/compiled/ in what would be idle waiting time.
+    """
     files = load_files(config)
     renderer = Renderer(config, files.macros)
     cache = CompileCache.open(config, files.macros) if use_cache else CompileCache.disabled()
@@ -101,7 +111,7 @@ def compile_project(config: ProjectConfig, *, use_cache: bool = True) -> Manifes
         return Manifest(config, nodes, dag, warnings, files, renderer)
     worker = _parse_worker(files, cache)
     try:
-        manifest = _Builder(config, files, renderer, cache, worker).build()
+        manifest = _Builder(config, files, renderer, cache, worker, while_parsing).build()
     finally:
         if worker is not None:
             worker.close()
@@ -211,9 +221,11 @@ class _Builder:
         renderer: Renderer,
         cache: CompileCache,
         worker: ParseWorker | None = None,
+        while_parsing: CompiledSqlSink | None = None,
     ) -> None:
         self.config = config
         self.worker = worker
+        self.while_parsing = while_parsing
         self.analyses: dict[str, SqlAnalysis] = {}  # this compile's parses, by SQL key (the cache may be off)
         self.files = files
         self.renderer = renderer
@@ -605,6 +617,13 @@ class _Builder:
                     substitute, _strip_semicolon(pending.render.incremental_sql)
                 )
 
+        # Compiled SQL (ephemerals inlined) needs no parse, so it is ready before the analyses are.
+        for pending in models.values():
+            pending.compiled_sql = self._with_ephemerals(pending.linked_sql, pending, models)
+            if pending.linked_incremental_sql is not None:
+                pending.compiled_incremental_sql = self._with_ephemerals(
+                    pending.linked_incremental_sql, pending, models
+                )
         self._parse_missing(models)
         for name, pending in models.items():
             self._check_sql(name, pending, models)
@@ -617,12 +636,6 @@ class _Builder:
                         location=Location(pending.file.path),
                         hint="materialise it as a table or incremental model: {{ config(materialized='table') }}",
                     )
-                )
-        for pending in models.values():
-            pending.compiled_sql = self._with_ephemerals(pending.linked_sql, pending, models)
-            if pending.linked_incremental_sql is not None:
-                pending.compiled_incremental_sql = self._with_ephemerals(
-                    pending.linked_incremental_sql, pending, models
                 )
 
     def _unknown(self, pending: _Pending, kind: str, target: str, known: Any, call: str) -> None:
@@ -652,7 +665,12 @@ class _Builder:
                 if key not in missing and self.cache.get_parse(key) is None:
                     missing[key] = sql
         if self.worker is not None:
-            analyses: list[SqlAnalysis] = self.worker.analyze(list(missing.values()))
+            self.worker.submit(list(missing.values()))
+            if self.while_parsing is not None and not self.errors:
+                self.while_parsing(
+                    [(p.file.rel, p.file.text if p.is_python else p.compiled_sql) for p in models.values()]
+                )
+            analyses: list[SqlAnalysis] = self.worker.results()
         else:
             analyses = [analyze_sql(sql) for sql in missing.values()]
         for key, analysis in zip(missing, analyses, strict=True):

@@ -77,6 +77,9 @@ class ParseWorker:
         self._request_fd = request_fd
         self._reply_fd = reply_fd
         self._used = False
+        self._sqls: list[str] = []
+        self._writer: threading.Thread | None = None
+        self._deadline = 0.0
 
     @classmethod
     def start(cls) -> ParseWorker | None:
@@ -96,23 +99,35 @@ class ParseWorker:
 
     def analyze(self, sqls: Sequence[str]) -> list[SqlAnalysis]:
         """Analyses in the order of ``sqls``; parses in-process if the worker fails in any way."""
+        self.submit(sqls)
+        return self.results()
+
+    def submit(self, sqls: Sequence[str]) -> None:
+        """Hand the worker its batch and return at once; :meth:`results` collects the answers."""
         if self._used:
             raise RuntimeError("a ParseWorker analyses one batch")
         self._used = True
-        payload = pickle.dumps(list(sqls), pickle.HIGHEST_PROTOCOL)
+        self._sqls = list(sqls)
+        payload = pickle.dumps(self._sqls, pickle.HIGHEST_PROTOCOL)
         # The child reads only after its import; a thread keeps a full pipe from blocking the parent.
-        writer = threading.Thread(target=self._send, args=(payload,), daemon=True)
-        writer.start()
-        deadline = time.monotonic() + TIMEOUT_BASE_S + TIMEOUT_PER_SQL_S * len(sqls)
+        self._writer = threading.Thread(target=self._send, args=(payload,), daemon=True)
+        self._writer.start()
+        self._deadline = time.monotonic() + TIMEOUT_BASE_S + TIMEOUT_PER_SQL_S * len(self._sqls)
+
+    def results(self) -> list[SqlAnalysis]:
+        """The submitted batch's analyses, waiting for the worker (at most until the deadline)."""
+        if self._writer is None:
+            raise RuntimeError("submit() a batch first")
+        sqls = self._sqls
         try:
-            results = pickle.loads(_read_message(self._reply_fd, deadline))
+            results = pickle.loads(_read_message(self._reply_fd, self._deadline))
             if not isinstance(results, list) or len(results) != len(sqls):
                 raise ValueError("parse worker returned a malformed reply")
         except (OSError, EOFError, ValueError, pickle.UnpicklingError):  # TimeoutError is an OSError
             results = None
         finally:
             self.close()  # reaps the child, or kills a hung one, which unblocks the writer thread
-            writer.join()
+            self._writer.join()
         if results is None:
             results = [analyze_sql(sql) for sql in sqls]
         return results
