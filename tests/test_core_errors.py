@@ -286,3 +286,16 @@ def test_show_unknown_model_suggests(make_project):
     load(root).run()
     with pytest.raises(WfsqlError, match="did you mean 'orders'"):
         load(root).show("ordrs")
+
+
+def test_sql_syntax_error_after_a_jinja_call_points_at_the_compiled_line(make_project):
+    # {{ ref('a') }} renders shorter than it is written: the caret must not land inside the Jinja call.
+    root = make_project({"models/a.sql": "select 1 as id", "models/b.sql": "select * from {{ ref('a') }} where\n"})
+    with pytest.raises(SqlSyntaxError) as info:
+        load(root).compile()
+    message = str(info.value)
+    assert "line of the compiled SQL" in message
+    assert '> 1 | select * from "main"."a" where' in message
+    caret_line = next(line for line in message.splitlines() if line.strip().startswith("|") and "^" in line)
+    compiled = 'select * from "main"."a" where'
+    assert caret_line.index("^") - caret_line.index("|") - 2 >= compiled.index("where") - 1

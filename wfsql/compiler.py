@@ -199,6 +199,14 @@ def _add_tests(manifest: Manifest) -> None:
     manifest.dag = DAG(parents)
 
 
+def _line(text: str, number: int | None) -> str | None:
+    """Line ``number`` (1-based) of ``text``, or None when there is no such line."""
+    if not number:
+        return None
+    lines = text.split("\n")
+    return lines[number - 1] if number <= len(lines) else None
+
+
 def _declares_tests(files: ProjectFiles) -> bool:
     if files.singular_tests:
         return True
@@ -695,9 +703,12 @@ class _Builder:
                 analysis = analyze_sql(sql)
                 self.cache.put_parse(key, analysis)
             if analysis.error:
-                same_lines = pending.render.sql.count("\n") == pending.file.text.count("\n")
-                text = pending.file.text if same_lines else sql
-                where = "" if same_lines else " (line of the compiled SQL, see target/compiled/)"
+                # The position is in the compiled SQL: show the model's own line only where it is the same
+                # text, else a Jinja call before the error would shift the caret off it.
+                source_line = _line(pending.file.text, analysis.line)
+                same_line = source_line is not None and source_line == _line(sql, analysis.line)
+                text = pending.file.text if same_line else sql
+                where = "" if same_line else " (line of the compiled SQL, see target/compiled/)"
                 self.errors.append(
                     SqlSyntaxError(
                         analysis.error + where,
