@@ -173,3 +173,13 @@ def test_a_bad_feedback_method_is_a_project_error_before_anything_runs() -> None
     expected = r"llm.models.small: .*feedback_method must be one of auto, calibrated, rubric"
     with pytest.raises(WfsqlError, match=expected):
         LLMSettings.parse(raw)
+
+
+def test_calibration_and_evaluation_cap_the_reply_as_the_template_does() -> None:
+    from wfsql.eval import TEMPLATE_MAX_HISTORY_CHARS, TEMPLATE_MAX_REPLY_CHARS
+
+    template = (
+        Path(__file__).resolve().parent.parent / "project_template" / "models" / "feedback" / "feedback_candidates.sql"
+    ).read_text()
+    assert f"var('max_history_chars', {TEMPLATE_MAX_HISTORY_CHARS})" in template
+    assert template.count(f"var('max_reply_chars', {TEMPLATE_MAX_REPLY_CHARS})") == 3

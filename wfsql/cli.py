@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from wfsql.errors import WfsqlError
+from wfsql.eval import TEMPLATE_MAX_HISTORY_CHARS, TEMPLATE_MAX_REPLY_CHARS
 
 app = typer.Typer(
     name="wfsql",
@@ -301,8 +302,12 @@ def eval_classifier(
     ] = None,
     split: Annotated[str, typer.Option("--split", help="Dev set half: tune, test or all.")] = "test",
     table: Annotated[str | None, typer.Option("--table", help="A labelled model/table instead of the dev set.")] = None,
-    max_history_chars: Annotated[int, typer.Option(help="Cap on history characters (as in the template).")] = 600,
-    max_reply_chars: Annotated[int, typer.Option(help="Cap on reply characters (as in the template).")] = 1200,
+    max_history_chars: Annotated[
+        int, typer.Option(help="Cap on history characters (as in the template).")
+    ] = TEMPLATE_MAX_HISTORY_CHARS,
+    max_reply_chars: Annotated[
+        int, typer.Option(help="Cap on reply characters (as in the template).")
+    ] = TEMPLATE_MAX_REPLY_CHARS,
     limit: Annotated[int | None, typer.Option("--limit", help="Evaluate only the first N rows.")] = None,
     project_dir: ProjectDir = None,
     target: Target = None,

@@ -18,6 +18,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
+from wfsql.eval import TEMPLATE_MAX_HISTORY_CHARS, TEMPLATE_MAX_REPLY_CHARS
 from wfsql.eval.metrics import cohen_kappa
 from wfsql.llm.calibrated import WEIGHTS_FILE, CalibratedClassifier, SideModel
 from wfsql.llm.lexical import FEATURES, features
@@ -26,9 +27,8 @@ LAMBDAS = (0.001, 0.003, 0.01, 0.03, 0.1)
 THRESHOLDS = tuple(round(0.2 + 0.05 * i, 2) for i in range(15))  # 0.20 … 0.90
 FOLDS = 5
 STEPS = 3000
-#: The template's caps on what `feedback_signal` sees (`wfsql eval-classifier` defaults): fit on what is deployed.
-MAX_HISTORY_CHARS = 600
-MAX_REPLY_CHARS = 1200
+MAX_HISTORY_CHARS = TEMPLATE_MAX_HISTORY_CHARS  # fit on what `feedback_signal` sees when deployed
+MAX_REPLY_CHARS = TEMPLATE_MAX_REPLY_CHARS
 
 
 def _fit(x: Any, y: Any, lam: float) -> Any:
