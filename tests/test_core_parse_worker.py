@@ -159,13 +159,13 @@ def test_a_hung_worker_is_killed_after_the_deadline(monkeypatch):
 
 def test_compiled_files_written_while_parsing_equal_those_of_a_plain_compile(make_project, monkeypatch):
     calls = []
-    real = compiler._Builder._parse_missing
+    real = compiler._Builder._analyse_all
 
     def spy(self, models):
         calls.append(self.while_parsing is not None and self.worker is not None)
         return real(self, models)
 
-    monkeypatch.setattr(compiler._Builder, "_parse_missing", spy)
+    monkeypatch.setattr(compiler._Builder, "_analyse_all", spy)
     root = _big_project(make_project)
     (root / "models" / "schema.yml").write_text(
         "models:\n  - name: m1\n    columns:\n      - name: n\n        tests: [not_null]\n"

@@ -234,7 +234,7 @@ class _Builder:
         self.config = config
         self.worker = worker
         self.while_parsing = while_parsing
-        self.analyses: dict[str, SqlAnalysis] = {}  # this compile's parses, by SQL key (the cache may be off)
+        self.analyses: dict[str, SqlAnalysis] = {}  # this compile's analyses by SQL text (the cache may be off)
         self.files = files
         self.renderer = renderer
         self.cache = cache
@@ -632,7 +632,7 @@ class _Builder:
                 pending.compiled_incremental_sql = self._with_ephemerals(
                     pending.linked_incremental_sql, pending, models
                 )
-        self._parse_missing(models)
+        self._analyse_all(models)
         for name, pending in models.items():
             self._check_sql(name, pending, models)
             llm_calls = pending.functions & LLM_FUNCTION_NAMES
@@ -662,27 +662,33 @@ class _Builder:
             )
         )
 
-    def _parse_missing(self, models: dict[str, _Pending]) -> None:
-        """Parse every SQL text the cache lacks in one batch: on the worker when one runs."""
-        missing: dict[str, str] = {}
+    def _analyse_all(self, models: dict[str, _Pending]) -> None:
+        """Fill `self.analyses` for every model's SQL: from the cache, else parsed in one batch (on the worker
+        when one runs)."""
+        missing: dict[str, str] = {}  # SQL -> cache key
         for pending in models.values():
             if pending.is_python:
                 continue
             for sql in filter(None, (pending.linked_sql, pending.linked_incremental_sql)):
+                if sql in self.analyses or sql in missing:
+                    continue
                 key = self.cache.sql_key(sql)
-                if key not in missing and self.cache.get_parse(key) is None:
-                    missing[key] = sql
+                cached = self.cache.get_parse(key)
+                if cached is None:
+                    missing[sql] = key
+                else:
+                    self.analyses[sql] = cached
         if self.worker is not None:
-            self.worker.submit(list(missing.values()))
+            self.worker.submit(list(missing))
             if self.while_parsing is not None and not self.errors:
                 self.while_parsing(
                     [(p.file.rel, p.file.text if p.is_python else p.compiled_sql) for p in models.values()]
                 )
             analyses: list[SqlAnalysis] = self.worker.results()
         else:
-            analyses = [analyze_sql(sql) for sql in missing.values()]
-        for key, analysis in zip(missing, analyses, strict=True):
-            self.analyses[key] = analysis
+            analyses = [analyze_sql(sql) for sql in missing]
+        for (sql, key), analysis in zip(missing.items(), analyses, strict=True):
+            self.analyses[sql] = analysis
             self.cache.put_parse(key, analysis)
 
     def _check_sql(self, name: str, pending: _Pending, models: dict[str, _Pending]) -> None:
@@ -697,11 +703,7 @@ class _Builder:
                 )
             return
         for sql in filter(None, (pending.linked_sql, pending.linked_incremental_sql)):
-            key = self.cache.sql_key(sql)
-            analysis = self.analyses.get(key) or self.cache.get_parse(key)
-            if analysis is None:
-                analysis = analyze_sql(sql)
-                self.cache.put_parse(key, analysis)
+            analysis = self.analyses[sql]
             if analysis.error:
                 # The position is in the compiled SQL: show the model's own line only where it is the same
                 # text, else a Jinja call before the error would shift the caret off it.
