@@ -26,14 +26,13 @@ def _target_relpath(target_dir: Path, root: Path) -> str:
 
 def compiled_relpath(manifest: Manifest, node: Node) -> str:
     """The compiled file's path relative to the project root; plain strings, as it runs per node."""
-    config = manifest.config
     if node.resource_type == "test":
-        return f"{_target_relpath(config.target_dir, config.root)}/compiled/{config.name}/tests/{node.name}.sql"
-    return model_compiled_relpath(config, node.path)
+        return model_compiled_relpath(manifest.config, f"tests/{node.name}.sql")
+    return model_compiled_relpath(manifest.config, node.path)
 
 
 def model_compiled_relpath(config: ProjectConfig, path: str) -> str:
-    """Where a model file's compiled SQL goes, from its path relative to the project root."""
+    """Where the compiled SQL of a file at `path` (relative to the project root) goes."""
     return f"{_target_relpath(config.target_dir, config.root)}/compiled/{config.name}/{path}"
 
 

@@ -30,7 +30,8 @@ class SqlFile:
 
     def __post_init__(self) -> None:
         if not self.name:
-            object.__setattr__(self, "name", os.path.splitext(os.path.basename(self.rel))[0])
+            base = self.rel.rsplit("/", 1)[-1]
+            object.__setattr__(self, "name", base.rsplit(".", 1)[0] if "." in base else base)
 
     @property
     def path(self) -> Path:
@@ -99,8 +100,7 @@ def _sql_file(root: Path, base: Path, name: str, *, read: bool = True) -> SqlFil
         with open(absolute, encoding="utf-8") as handle:
             text = handle.read()
     parts = name.split(os.sep)
-    stem = parts[-1].rsplit(".", 1)[0] if "." in parts[-1] else parts[-1]
-    return SqlFile(absolute=absolute, rel=rel_base + "/".join(parts), folders=tuple(parts[:-1]), text=text, name=stem)
+    return SqlFile(absolute=absolute, rel=rel_base + "/".join(parts), folders=tuple(parts[:-1]), text=text)
 
 
 def load_files(config: ProjectConfig) -> ProjectFiles:
