@@ -120,3 +120,25 @@ def test_feedback_on_real_turns(real: TransformersBackend) -> None:
     assert results[0].probabilities is not None and results[1].probabilities is not None
     # weak model, weak claim: thanks reads as more grateful than a correction does
     assert results[0].probabilities["gratitude"] > results[1].probabilities["gratitude"]
+
+
+def test_split_attention_changes_no_answer_on_the_real_model(real: TransformersBackend) -> None:
+    """Label scoring on CPU runs split attention; masked SDPA over the same pattern gives the same answers,
+    on turns long enough for several prefill chunks and causal blocks."""
+    import dataclasses
+
+    spec = dataclasses.replace(real.spec, feedback_method="rubric")
+    split, plain = TransformersBackend(spec), TransformersBackend(spec)
+    split._loaded = plain._loaded = real.loaded
+    plain.__dict__["uses_split_attention"] = False
+    assert split.uses_split_attention
+    reply = " ".join(f"Step {i}: run `make build-{i}` and check the log for errors." for i in range(80))
+    items = [
+        FeedbackInput("User: how do I build the project?", reply, "This is far too long, just give me the command."),
+        FeedbackInput("User: how do I build the project?", reply[:400], "Perfect, thank you!"),
+    ]
+    assert len(real.encode_text(reply)) > 1000
+    for ours, theirs in zip(split.feedback(items), plain.feedback(items), strict=True):
+        assert ours.status == theirs.status == "ok"
+        assert ours.value == theirs.value
+        assert ours.probabilities == pytest.approx(theirs.probabilities, abs=1e-4)

@@ -25,12 +25,14 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import os
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from wfsql.llm import split_attention
 from wfsql.llm.backend import FeedbackInput, LLMResult
 from wfsql.llm.feedback import ALL_CATEGORIES, DEFAULT_THRESHOLD, feedback_value
 from wfsql.llm.judge import VERDICTS, JudgeInput, judge_value
@@ -142,6 +144,23 @@ class TransformersBackend:
             if self._loaded is None:
                 self._loaded = load_model(self.spec)
             return self._loaded
+
+    @functools.cached_property
+    def uses_split_attention(self) -> bool:
+        """Label scoring on CPU runs its attention in exact parts that skip masked blocks (`split_attention`).
+
+        The model's attention becomes wfsql's, which hands every call without a plan to transformers' SDPA.
+        `WFSQL_SPLIT_ATTENTION=0` turns it off (masked SDPA, the same answers, ~10 % slower label scoring).
+        """
+        if os.environ.get("WFSQL_SPLIT_ATTENTION", "1") == "0":
+            return False
+        model = self.loaded.model
+        current = getattr(model.config, "_attn_implementation", None)
+        if self.loaded.device != "cpu" or current not in ("sdpa", split_attention.NAME):
+            return False
+        if current == "sdpa":  # another backend sharing the model may have switched it already
+            model.set_attn_implementation(split_attention.register())
+        return True
 
     @property
     def tokenizer(self) -> Any:
@@ -376,15 +395,22 @@ class TransformersBackend:
                 allowed[i, 0, :, g:] = causal & (key_index[None, :end] < lengths[i])
                 allowed[i, 0, :, g + start :] |= torch.eye(end - start, dtype=torch.bool)  # padding: itself
             positions = (g + query_index)[None, :].expand(batch, -1)
-            hidden = self._run_model(cache, row_ids[:, start:end], positions, allowed)
+            plan = split_attention.ChunkPlan(g + start) if self.uses_split_attention else None
+            hidden = self._run_model(cache, row_ids[:, start:end], positions, allowed, plan)
             for i, read in enumerate(wanted):
                 for r in read:
                     if start <= r < end:
                         row_hidden[(i, r)] = hidden[i, r - start]
         return row_hidden
 
-    def _run_model(self, cache: Any, ids: Any, positions: Any, allowed: Any) -> Any:
-        """Last hidden states of one forward call; `allowed` (batch, 1, queries, keys) says what each query sees."""
+    def _run_model(
+        self, cache: Any, ids: Any, positions: Any, allowed: Any, plan: split_attention.AttentionPlan | None = None
+    ) -> Any:
+        """Last hidden states of one forward call; `allowed` (batch, 1, queries, keys) says what each query sees.
+
+        `plan` describes the same pattern in parts for `split_attention`; the mask is still passed, so a model
+        whose attention does not receive the plan computes the same result the slower way.
+        """
         import torch
 
         model = self.loaded.model
@@ -394,7 +420,7 @@ class TransformersBackend:
         additive = torch.zeros(allowed.shape, dtype=dtype).masked_fill_(~allowed, torch.finfo(dtype).min)
         return model.base_model(
             input_ids=ids.to(device), position_ids=positions.to(device), attention_mask=additive.to(device),
-            cache=cache, use_cache=True,
+            cache=cache, use_cache=True, **({"attention_plan": plan} if plan is not None else {}),
         ).last_hidden_state
 
     def _forward_rows(self, prefix: tuple[int, ...], rows: list[_Row], reads: list[list[int]]) -> list[Any]:
@@ -441,7 +467,11 @@ class TransformersBackend:
                     offset += m
                 for j in range(offset, branch_width):  # padding: itself only
                     allowed[i, 0, j, g + width + j] = True
-            branch_hidden = run(ids, positions, allowed)
+            plan = None
+            if self.uses_split_attention:
+                context = g + width
+                plan = split_attention.BranchPlan(context, allowed[..., :context], allowed[..., context:])
+            branch_hidden = run(ids, positions, allowed, plan)
 
         out = []
         for i, read in enumerate(reads):
