@@ -436,6 +436,58 @@ def test_batched_decoder_scores_match_full_forward_passes(
             assert generated[i][step] == int(scores[i].argmax())
 
 
+def test_decoder_drops_finished_rows_without_changing_the_others(
+    backend: TransformersBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once half the rows of a batch have finished, the decoder runs the model on the rest only (their KV cache
+    copied out); the remaining rows' scores still equal plain forward passes and their tokens do not change."""
+    from transformers import LogitsProcessorList
+
+    head, tail = backend.frame("You are a terse assistant. " * 6)
+    rows = sorted((backend.encode_text(t) + tail for t in ["Say hi.", "ok", "Name a colour.", "Count to ten. " * 3]),
+                  key=len)
+    eos = backend.tokenizer.eos_token_id
+    selected: list[int] = []
+    layer_class = type(backend._row_cache(tuple(head), 1, len(head) + 1).layers[0])
+    original_select = layer_class.select
+
+    def counting_select(self: Any, index: Any) -> Any:
+        selected.append(len(index))
+        return original_select(self, index)
+
+    monkeypatch.setattr(layer_class, "select", counting_select)
+
+    def run(force_end: bool) -> tuple[list[list[int]], list[Any]]:
+        seen: list[Any] = []
+
+        def processor(input_ids: Any, scores: Any) -> Any:
+            if force_end and len(seen) == 1:  # rows 0 and 1 end at step 1
+                scores[:2] = -1e9
+                scores[:2, eos] = 0.0
+            seen.append(scores.clone())
+            return scores
+
+        generated = backend._generate_rows(
+            tuple(head), rows, processors=LogitsProcessorList([processor]), stopping=None, max_new_tokens=6,
+            eos=[eos], pad=eos,
+        )
+        return generated, seen
+
+    free, _ = run(force_end=False)
+    assert not selected
+    ended, seen = run(force_end=True)
+    assert selected and set(selected) == {2}  # every layer's cache cut down to the two live rows, once
+    assert [row[1] for row in ended[:2]] == [eos, eos] and all(t == eos for row in ended[:2] for t in row[2:])
+    assert ended[2:] == free[2:]
+    model = backend.loaded.model
+    for i in (2, 3):
+        for step in range(2, len(seen)):
+            ids = torch.tensor([head + rows[i] + ended[i][:step]])
+            with torch.inference_mode():
+                plain = model(input_ids=ids).logits[0, -1]
+            torch.testing.assert_close(seen[step][i], plain.float(), atol=1e-4, rtol=1e-4)
+
+
 def test_batched_extract_matches_a_naive_outlines_call_per_row(backend: TransformersBackend) -> None:
     """Batched constrained decoding (shared-prefix KV cache, length-sorted batches) answers what one outlines
     generator call per row answers (the benchmark's naive baseline)."""

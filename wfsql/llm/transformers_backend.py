@@ -863,9 +863,12 @@ class TransformersBackend:
             positions = torch.tensor(lengths, dtype=torch.long)[:, None] + g
             eos_ids = torch.tensor(eos, dtype=torch.long)
             unfinished = torch.ones(batch, dtype=torch.bool)
+            active = torch.arange(batch)  # the rows the model still runs on (cache, mask and positions follow)
             sequence = row_ids
             for step in range(max_new_tokens):
                 scores = head(hidden).float()
+                if len(active) < batch:  # finished rows get pad whatever they score; processors see every row
+                    scores = scores.new_zeros((batch, scores.shape[-1])).index_copy_(0, active, scores)
                 scores = processors(sequence, scores)
                 tokens = scores.argmax(dim=-1)
                 tokens = torch.where(unfinished, tokens, torch.full_like(tokens, pad))
@@ -875,9 +878,18 @@ class TransformersBackend:
                     unfinished &= ~stopping(sequence, scores)
                 if not unfinished.any() or step + 1 == max_new_tokens:
                     break
+                still = unfinished[active]
+                if int(still.sum()) <= len(active) // 2:
+                    # Half the rows are done: keep decoding only the others. Each step reads every row's whole
+                    # KV cache, so copying the survivors' cache once costs less than a few steps of dead rows.
+                    kept = still.nonzero().flatten()
+                    active = active[kept]
+                    cache = _growing_cache([layer.select(kept) for layer in cache.layers])
+                    allowed, positions = allowed[kept], positions[kept]
                 column = g + width + step
                 allowed[:, :, :, column] = True
-                hidden = self._run_model(cache, tokens[:, None], positions + step, allowed[..., : column + 1])[:, -1]
+                step_tokens = tokens[active, None]
+                hidden = self._run_model(cache, step_tokens, positions + step, allowed[..., : column + 1])[:, -1]
         return sequence[:, width:].tolist()
 
     def extract(
@@ -1119,6 +1131,17 @@ def _growing_layer_class() -> type:
             view.buffers = (self.buffers[0][first:last], self.buffers[1][first:last])
             view.device, view.is_initialized, view.length = self.device, True, self.length
             return view
+
+        def select(self, index: Any) -> Any:
+            """A layer holding only rows `index` (a copy of their filled part, same capacity)."""
+            assert self.buffers is not None
+            kept = GrowingLayer(len(index), self.capacity)
+            kept.buffers = tuple(b.new_empty((len(index), *b.shape[1:])) for b in self.buffers)
+            for new, old in zip(kept.buffers, self.buffers, strict=True):
+                new[:, :, : self.length] = old[index, :, : self.length]
+            kept.device, kept.is_initialized, kept.length = self.device, True, self.length
+            kept.keys, kept.values = (b[:, :, : self.length] for b in kept.buffers)
+            return kept
 
         def fill_zeros(self, count: int) -> None:
             if count > 0:
