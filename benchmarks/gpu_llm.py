@@ -2,6 +2,7 @@
 SmolLM2 tokenizer (honest for speed, meaningless for quality), run through wfsql's own backend.
 
     python benchmarks/gpu_llm.py [--layers 16 --hidden 2048 --turns 2000]
+    python benchmarks/gpu_llm.py --device cpu --layers 2 --hidden 128 --turns 8 --generate 4   # smoke run
 
 Prints turns/s and tokens/s for feedback label scoring and for batched generation, peak memory, and
 model FLOP utilisation against the card's dense bf16 peak (H100 SXM ~989 TFLOP/s, H200 the same).
@@ -32,8 +33,15 @@ def main() -> None:
     parser.add_argument("--hidden", type=int, default=2048)
     parser.add_argument("--turns", type=int, default=2000)
     parser.add_argument("--generate", type=int, default=256)
+    parser.add_argument("--device", default="cuda", help="cpu: a smoke run of this script, no GPU figures")
     args = parser.parse_args()
-    assert torch.cuda.is_available(), "this benchmark needs a CUDA device"
+    on_cuda = args.device == "cuda"
+    if on_cuda and not torch.cuda.is_available():
+        raise SystemExit("this benchmark needs a CUDA device (or --device cpu for a smoke run)")
+
+    def synchronize() -> None:
+        if on_cuda:
+            torch.cuda.synchronize()
     tokenizer_dir = default_tokenizer_dir()
     from transformers import AutoTokenizer
 
@@ -44,20 +52,22 @@ def main() -> None:
         intermediate_size=args.hidden * 4,
         num_hidden_layers=args.layers,
         num_attention_heads=args.hidden // 64,
-        num_key_value_heads=args.hidden // 256,
+        num_key_value_heads=max(1, args.hidden // 256),
         max_position_embeddings=8192,
         tie_word_embeddings=True,
     )
     workdir = Path(tempfile.mkdtemp(prefix="wfsql_gpu_"))
-    model = LlamaForCausalLM(config).to(torch.bfloat16)
+    dtype = torch.bfloat16 if on_cuda else torch.float32
+    model = LlamaForCausalLM(config).to(dtype)
     model.save_pretrained(workdir)
     tokenizer.save_pretrained(workdir)
     parameters = sum(p.numel() for p in model.parameters())
     del model
     backend = TransformersBackend(
-        ModelSpec(name="gpu", source=str(workdir), device="cuda", dtype="bfloat16", max_new_tokens=args.generate)
+        ModelSpec(name="gpu", source=str(workdir), device=args.device, dtype=str(dtype).removeprefix("torch."),
+                  max_new_tokens=args.generate, feedback_method="rubric")  # the model path, whatever its size
     )
-    name = torch.cuda.get_device_name(0)
+    name = torch.cuda.get_device_name(0) if on_cuda else "cpu"
     peak = next((v for k, v in PEAK_TFLOPS.items() if k in name), None)
     words = [
         "the",
@@ -85,30 +95,36 @@ def main() -> None:
         for i in range(args.turns)
     ]
     backend.feedback(items[:8])  # warm-up: kernels, allocator
-    torch.cuda.synchronize()
-    torch.cuda.reset_peak_memory_stats()
+    synchronize()
+    if on_cuda:
+        torch.cuda.reset_peak_memory_stats()
     started = time.perf_counter()
     results = backend.feedback(items)
-    torch.cuda.synchronize()
+    synchronize()
     seconds = time.perf_counter() - started
-    tokens = sum(r.prompt_tokens for r in results)
+    failed = [r.error for r in results if r.status != "ok"]
+    assert not failed, f"{len(failed)} feedback rows failed, first: {failed[0]}"
+    # the system prompt's KV cache is computed once, so only each row's own tokens cost compute
+    shared = len(backend.frame(backend.templates["feedback"].system)[0])
+    tokens = sum(r.prompt_tokens - shared for r in results)
     flops = 2 * parameters * tokens
     print(f"device: {name}; model: {parameters / 1e9:.2f}B parameters (random init), tokenizer: SmolLM2")
     print(
-        f"feedback: {len(items) / seconds:,.1f} turns/s, {tokens / seconds:,.0f} prompt tokens/s, "
+        f"feedback: {len(items) / seconds:,.1f} turns/s, {tokens / seconds:,.0f} row tokens/s, "
         f"{flops / seconds / 1e12:,.1f} TFLOP/s" + (f" = {flops / seconds / 1e12 / peak:.1%} of peak" if peak else "")
     )
     prompts = [f"Write a short note about topic {i}." for i in range(256)]
     started = time.perf_counter()
     generated = backend.generate(prompts, max_new_tokens=args.generate, temperature=0.0)
-    torch.cuda.synchronize()
+    synchronize()
     seconds = time.perf_counter() - started
     new_tokens = sum(r.completion_tokens for r in generated)
     print(f"generate: {new_tokens / seconds:,.0f} new tokens/s over {len(prompts)} prompts")
-    print(
-        f"peak memory: {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB of "
-        f"{torch.cuda.get_device_properties(0).total_memory / 2**30:.0f} GiB"
-    )
+    if on_cuda:
+        print(
+            f"peak memory: {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB of "
+            f"{torch.cuda.get_device_properties(0).total_memory / 2**30:.0f} GiB"
+        )
 
 
 if __name__ == "__main__":

@@ -112,15 +112,15 @@ def _repeat_heads(tensor: Any, heads: int) -> Any:
 
 
 def _merge(parts: list[tuple[Any, Any]]) -> Any:
-    """Combine attention over disjoint key sets from each part's output and log-sum-exp."""
+    """Combine attention over two disjoint key sets from each part's output and log-sum-exp.
+
+    With weights w = exp(lse_a - lse) = sigmoid(lse_a - lse_b): out = out_b + w * (out_a - out_b).
+    """
     import torch
 
-    lse = torch.logsumexp(torch.stack([p[1] for p in parts]), dim=0)
-    total = None
-    for output, part_lse in parts:
-        weighted = output * torch.exp(part_lse - lse).unsqueeze(-1).to(output.dtype)
-        total = weighted if total is None else total + weighted
-    return total
+    (first, first_lse), (second, second_lse) = parts
+    weight = torch.sigmoid(first_lse - second_lse).unsqueeze(-1).to(first.dtype)
+    return second.add_(weight * (first - second))
 
 
 def _chunk(query: Any, key: Any, value: Any, visible: int, scale: float | None) -> Any:
