@@ -66,3 +66,15 @@ def query(root: Path | str, sql: str, database: Path | str | None = None) -> lis
 def statuses(results: Any) -> dict[str, str]:
     """name → status of a RunResults."""
     return {r.name: r.status for r in results.results}
+
+
+@pytest.fixture(scope="module")
+def tiny_spec(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A tiny randomly initialised model (the default model's tokenizer) for fast LLM-path tests, per module."""
+    pytest.importorskip("torch")
+    from wfsql.llm.models import ModelUnavailableError, make_tiny_model
+
+    try:
+        return make_tiny_model(tmp_path_factory.mktemp("tiny"))
+    except ModelUnavailableError as error:
+        pytest.skip(f"the tiny model borrows the default model's tokenizer: {error}")

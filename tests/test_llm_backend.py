@@ -21,7 +21,6 @@ jsonschema = pytest.importorskip("jsonschema")
 
 from wfsql.llm import Backend, FeedbackInput, ModelSpec, TransformersBackend  # noqa: E402
 from wfsql.llm.feedback import ALL_CATEGORIES, check_feedback_value  # noqa: E402
-from wfsql.llm.models import ModelUnavailableError, make_tiny_model  # noqa: E402
 from wfsql.llm.prompts import DEFAULT_EXTRACT_INSTRUCTION, render  # noqa: E402
 
 LABELS = ["positive", "negative", "neutral", "mixed feelings"]  # the last one is several tokens
@@ -32,14 +31,6 @@ TEXTS = [
     "Good food but slow service, and the room was cold.",
     "ok",
 ]
-
-
-@pytest.fixture(scope="module")
-def tiny_spec(tmp_path_factory: pytest.TempPathFactory) -> ModelSpec:
-    try:
-        return make_tiny_model(tmp_path_factory.mktemp("tiny"))
-    except ModelUnavailableError as error:
-        pytest.skip(f"the tiny model borrows the default model's tokenizer: {error}")
 
 
 @pytest.fixture(scope="module")

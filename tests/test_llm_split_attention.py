@@ -10,7 +10,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from wfsql.llm import FeedbackInput, TransformersBackend, split_attention  # noqa: E402
-from wfsql.llm.models import ModelSpec, ModelUnavailableError, make_tiny_model  # noqa: E402
+from wfsql.llm.models import ModelSpec  # noqa: E402
 
 HEADS, KV_HEADS, DIM = 6, 2, 16
 
@@ -76,14 +76,6 @@ def test_without_a_plan_it_is_transformers_sdpa() -> None:
     ours, _ = split_attention.split_attention(_Module(), query, key, value, mask)
     theirs, _ = sdpa_attention_forward(_Module(), query, key, value, mask)
     assert torch.equal(ours, theirs)
-
-
-@pytest.fixture(scope="module")
-def tiny_spec(tmp_path_factory: pytest.TempPathFactory) -> ModelSpec:
-    try:
-        return make_tiny_model(tmp_path_factory.mktemp("tiny"))
-    except ModelUnavailableError as error:
-        pytest.skip(f"the tiny model borrows the default model's tokenizer: {error}")
 
 
 def test_label_scoring_answers_do_not_depend_on_split_attention(

@@ -13,7 +13,8 @@ returns each query's log-sum-exp, and merges the parts exactly:
 
 Grouped-query heads are folded into the query axis for the unmasked part, so the key heads are not copied
 to match the query heads. Without a plan (generation, outlines, other models) the call goes to
-transformers' own SDPA attention, unchanged.
+transformers' own SDPA attention, unchanged. CPU only (`_scaled_dot_product_flash_attention_for_cpu` is
+the kernel that returns log-sum-exps); on CUDA the backend keeps masked SDPA.
 """
 
 from __future__ import annotations
@@ -78,23 +79,16 @@ def split_attention(
     return output.transpose(1, 2).contiguous(), None
 
 
-def _flash(query: Any, key: Any, value: Any, scale: float | None, *, causal: bool = False, mask: Any = None):
-    """(output, log-sum-exp) of the CPU flash kernel, or of plain math elsewhere (same results, no LSE API)."""
+def _flash(
+    query: Any, key: Any, value: Any, scale: float | None, *, causal: bool = False, mask: Any = None
+) -> tuple[Any, Any]:
+    """(output, log-sum-exp per query) of the CPU flash kernel; `causal` aligns query i with key i."""
     import torch
 
-    if query.device.type == "cpu":
-        output, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
-            query, key, value, 0.0, causal, attn_mask=mask, scale=scale
-        )[:2]
-        return output, lse
-    scores = (query @ key.transpose(-1, -2)) * (scale if scale is not None else query.shape[-1] ** -0.5)
-    if causal:
-        q, k = scores.shape[-2:]
-        scores = scores.masked_fill(torch.ones(q, k, dtype=torch.bool, device=query.device).triu(1), float("-inf"))
-    if mask is not None:
-        scores = scores + mask
-    lse = torch.logsumexp(scores.float(), dim=-1)
-    return (torch.softmax(scores.float(), dim=-1) @ value.float()).to(query.dtype), lse
+    output, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
+        query, key, value, 0.0, causal, attn_mask=mask, scale=scale
+    )[:2]
+    return output, lse
 
 
 def _unmasked_grouped(query: Any, key: Any, value: Any, scale: float | None) -> tuple[Any, Any]:
@@ -111,14 +105,14 @@ def _repeat_heads(tensor: Any, heads: int) -> Any:
     return tensor if groups == 1 else tensor.repeat_interleave(groups, dim=1)
 
 
-def _merge(parts: list[tuple[Any, Any]]) -> Any:
-    """Combine attention over two disjoint key sets from each part's output and log-sum-exp.
+def _merge(first_part: tuple[Any, Any], second_part: tuple[Any, Any]) -> Any:
+    """Attention over two disjoint key sets, from each set's (output, log-sum-exp); overwrites the second output.
 
-    With weights w = exp(lse_a - lse) = sigmoid(lse_a - lse_b): out = out_b + w * (out_a - out_b).
+    With w = exp(lse_a - lse) = sigmoid(lse_a - lse_b): out = out_b + w * (out_a - out_b).
     """
     import torch
 
-    (first, first_lse), (second, second_lse) = parts
+    (first, first_lse), (second, second_lse) = first_part, second_part
     weight = torch.sigmoid(first_lse - second_lse).unsqueeze(-1).to(first.dtype)
     return second.add_(weight * (first - second))
 
@@ -140,11 +134,13 @@ def _chunk(query: Any, key: Any, value: Any, visible: int, scale: float | None) 
     for start in range(0, queries, CAUSAL_BLOCK):
         end = min(start + CAUSAL_BLOCK, queries)
         block = query[:, :, start:end]
-        parts = [_flash(block, own_keys[:, :, start:end], own_values[:, :, start:end], scale, causal=True)]
+        own = _flash(block, own_keys[:, :, start:end], own_values[:, :, start:end], scale, causal=True)
         seen = visible + start
         if seen:
-            parts.append(_unmasked_grouped(block.contiguous(), key[:, :, :seen], value[:, :, :seen], scale))
-        outputs.append(parts[0][0] if len(parts) == 1 else _merge(parts))
+            earlier = _unmasked_grouped(block.contiguous(), key[:, :, :seen], value[:, :, :seen], scale)
+            outputs.append(_merge(own, earlier))
+        else:
+            outputs.append(own[0])
     return outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=2)
 
 
@@ -155,6 +151,7 @@ def _additive(mask: Any, dtype: Any) -> Any:
 
 
 def _branches(query: Any, key: Any, value: Any, plan: BranchPlan, scale: float | None) -> Any:
+    """Branch queries against their row's context (padding masked) and against the branch keys (tree mask)."""
     batch, heads, queries, dim = query.shape
     groups = heads // key.shape[1]
     query = query.contiguous()
@@ -168,4 +165,4 @@ def _branches(query: Any, key: Any, value: Any, plan: BranchPlan, scale: float |
         query, _repeat_heads(key[:, :, plan.context :], heads), _repeat_heads(value[:, :, plan.context :], heads),
         scale, mask=_additive(plan.branch_mask, query.dtype),
     )
-    return _merge([context, branch])
+    return _merge(branch, context)
