@@ -165,7 +165,7 @@ def main() -> None:
     results["zero-shot yes/no, thresholds from tune"] = evaluate(labels_of(test), zero_shot, seconds=test_seconds)
 
     def design(turns: list[Any], scores: list[dict[str, float]]) -> np.ndarray:
-        lexical = np.array([[features(t.user_turn, t.assistant_reply)[n] for n in FEATURES] for t in turns])
+        lexical = np.array([[features(t.user_turn, t.assistant_reply, t.history)[n] for n in FEATURES] for t in turns])
         model = logit(np.array([[s[q] for q in QUESTIONS] for s in scores]))
         return np.hstack([lexical, model])
 

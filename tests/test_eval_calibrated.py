@@ -207,3 +207,27 @@ def test_repeated_cv_scores_the_whole_fitting_procedure_on_fresh_folds(monkeypat
     assert summary["sat_kappa_mean"] == 1.0 and summary["turns"] == 60
     scrambled = [turn(i, kinds[i % 3][0], *kinds[(i * 7 // 3) % 3][1:]) for i in range(60)]
     assert repeated_cv(scrambled, repeats=2)["sat_kappa_mean"] < 0.5
+
+
+def test_a_re_sent_request_is_recognised_from_the_capped_history() -> None:
+    from wfsql.llm.lexical import previous_user_turn
+
+    request = "Write a short poem about a lighthouse keeper who talks to the seagulls every morning."
+    history = f"user: Hi there\nassistant: Hello! How can I help?\nuser: {request}"
+    reply = "Here is a story about a lighthouse."
+    assert previous_user_turn(history) == (request, True)
+    resent = features(request, reply, history)
+    assert resent["restates_request"] == 1.0 and resent["repeat_similarity"] == 1.0
+    assert features(request + " Make it rhyme.", reply, history)["restates_request"] == 1.0  # re-stated, added to
+    unrelated = features("Now write a limerick about a cat.", reply, history)
+    assert unrelated["restates_request"] == 0.0 and unrelated["repeat_similarity"] < 0.2
+    assert features(request, reply, "")["restates_request"] == 0.0  # no history, nothing to repeat
+    assert features("continue", "Once upon", "user: continue")["restates_request"] == 0.0  # continuations: neither
+    # Only the last 600 characters count, as the template passes them: a long request survives as its tail.
+    long_request = "Summarise these notes for my team. " + " ".join(f"Item {i}: sales grew again." for i in range(40))
+    long_history = "user: an older question\nassistant: an older answer\nuser: " + long_request
+    tail, whole = previous_user_turn(long_history)
+    assert not whole and long_request.endswith(tail) and len(tail) <= 600
+    assert features(long_request, reply, long_history)["restates_request"] == 1.0
+    classifier = default_classifier()
+    assert classifier.predict(reply, request, history)[1]["dsat"] > classifier.predict(reply, request, "")[1]["dsat"]

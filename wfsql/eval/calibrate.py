@@ -1,7 +1,8 @@
 """Fit the calibrated feedback classifier on the dev set's tuning half (never the test half).
 
 Per side (SAT, DSAT): a class-balanced, L2-regularised logistic regression on `wfsql.llm.lexical`
-features, computed on the reply as the template caps it (what `feedback_signal` sees when deployed).
+features, computed on the history and reply as the template caps them (what `feedback_signal` sees when
+deployed).
 The regularisation strength and the decision threshold are chosen together by 5-fold cross-validation
 over conversations (both turns of a conversation stay in one fold), maximising Cohen's κ of the
 out-of-fold predictions; the final weights are then fitted on the whole tuning half. Everything is
@@ -52,6 +53,20 @@ def _predict(x: Any, w: Any) -> Any:
     return 1.0 / (1.0 + np.exp(-(np.hstack([x, np.ones((len(x), 1))]) @ w)))
 
 
+def design_matrix(turns: Sequence[Any]) -> Any:
+    """`FEATURES` of each turn, on the history and reply as the template caps them (what is deployed)."""
+    import numpy as np
+
+    from wfsql.eval.run import cap
+
+    rows = []
+    for t in turns:
+        history, reply = cap(t.history, t.assistant_reply, MAX_HISTORY_CHARS, MAX_REPLY_CHARS)
+        values = features(t.user_turn, reply, history)
+        rows.append([values[n] for n in FEATURES])
+    return np.array(rows)
+
+
 def fit_side(x: Any, y: Any, conversations: Sequence[str]) -> tuple[Any, float, float, float]:
     """(weights with bias last, lambda, threshold, cross-validated κ) for one side."""
     import numpy as np
@@ -77,10 +92,7 @@ def fit(turns: Sequence[Any]) -> tuple[CalibratedClassifier, dict[str, Any]]:
     """The classifier fitted on labelled dev-set turns, and a report of the choices made."""
     import numpy as np
 
-    from wfsql.eval.run import cap
-
-    replies = [cap(t.history, t.assistant_reply, MAX_HISTORY_CHARS, MAX_REPLY_CHARS)[1] for t in turns]
-    x = np.array([[features(t.user_turn, reply)[n] for n in FEATURES] for t, reply in zip(turns, replies, strict=True)])
+    x = design_matrix(turns)
     conversations = [t.conversation_id for t in turns]
     sides: dict[str, SideModel] = {}
     report: dict[str, Any] = {"turns": len(turns)}
@@ -115,10 +127,7 @@ def repeated_cv(turns: Sequence[Any], repeats: int = 5) -> dict[str, Any]:
 
     import numpy as np
 
-    from wfsql.eval.run import cap
-
-    replies = [cap(t.history, t.assistant_reply, MAX_HISTORY_CHARS, MAX_REPLY_CHARS)[1] for t in turns]
-    x = np.array([[features(t.user_turn, reply)[n] for n in FEATURES] for t, reply in zip(turns, replies, strict=True)])
+    x = design_matrix(turns)
     conversations = [t.conversation_id for t in turns]
     distinct = sorted(set(conversations))
     kappas: dict[str, list[float]] = {"sat": [], "dsat": []}

@@ -91,7 +91,7 @@ def classify(
         model = default_classifier()
         model.predict("warm", "up")  # compile the patterns outside the timed region
         started = time.perf_counter()
-        predictions = [model.predict(r.assistant_reply, r.user_turn)[0] for r in rows]
+        predictions = [model.predict(r.assistant_reply, r.user_turn, r.history)[0] for r in rows]
         return predictions, time.perf_counter() - started
     from wfsql.llm.backend import FeedbackInput
     from wfsql.llm.functions import FUNCTIONS

@@ -44,9 +44,11 @@ class CalibratedClassifier:
     sat: SideModel
     dsat: SideModel
 
-    def predict(self, assistant_reply: str, user_turn: str) -> tuple[dict[str, Any], dict[str, float]]:
+    def predict(
+        self, assistant_reply: str, user_turn: str, history: str = ""
+    ) -> tuple[dict[str, Any], dict[str, float]]:
         """The feedback answer for one turn and the two side probabilities behind it."""
-        values = features(user_turn, assistant_reply)
+        values = features(user_turn, assistant_reply, history)
         value: dict[str, Any] = {}
         probabilities: dict[str, float] = {}
         for side, model in (("sat", self.sat), ("dsat", self.dsat)):

@@ -2,10 +2,11 @@
 
 Each feature is a number in [0, 1] computed from the user turn and the assistant reply it follows (its
 end, or for the turn-to-reply features the whole reply as the template caps it: shared words and
-identifiers, whether it holds code). Most are cue patterns (thanks, "that's wrong", "make it shorter");
-a few are structural (the reply ended by asking the user something, the turn is short, it talks about
-the user). `CATEGORY_CUES` maps rubric categories to the patterns that name them, so a positive side can
-say *which* categories it saw.
+identifiers, whether it holds code), and two from the user turn before the reply (a re-sent or re-stated
+request), read from the history as the template caps it. Most are cue patterns (thanks, "that's wrong",
+"make it shorter"); a few are structural (the reply ended by asking the user something, the turn is short,
+it talks about the user). `CATEGORY_CUES` maps rubric categories to the patterns that name them, so a
+positive side can say *which* categories it saw.
 
 Pure Python and fast (hundreds of turns per second on a busy 2-core CPU): on a CPU this is what the small default
 model cannot beat (see the README's classifier table), and on a GPU the full rubric prompt replaces it.
@@ -16,6 +17,8 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
+
+from wfsql.eval import TEMPLATE_MAX_HISTORY_CHARS
 
 _I = re.IGNORECASE
 
@@ -153,6 +156,10 @@ _STOPWORDS = frozenset(
     ).split()
 )
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]{2,}")
+# Re-sent requests (error analysis of the tuning half: many missed `revision` turns repeat the user turn
+# before the reply, which the labelling rules count as re-stating the request).
+_ROLE_LINE = re.compile(r"(?:^|\n)(user|assistant|system): ")
+_ANY_WORD = re.compile(r"\w+")
 _IDENTIFIER = re.compile(r"\b([a-z]+[A-Z][A-Za-z0-9]*|[A-Za-z]+_[A-Za-z0-9_]+|[A-Za-z]+\.[A-Za-z_]+\(?)\b")
 
 _TURN_CUES: dict[str, re.Pattern[str]] = {
@@ -192,6 +199,8 @@ FEATURES: tuple[str, ...] = (
     "length_format_short",
     "option_pick",
     "paste_prefix_long",
+    "repeat_similarity",
+    "restates_request",
 )
 """Feature names, in the order of `features()`; the calibrated weights file lists them too."""
 
@@ -209,7 +218,7 @@ CATEGORY_CUES: dict[str, dict[str, tuple[str, ...]]] = {
     },
     "dsat": {
         "negative_feedback": ("negative",),
-        "revision": ("revise_verb", "again", "ignored", "edit_start_short", "another", "no_start"),
+        "revision": ("revise_verb", "again", "ignored", "edit_start_short", "another", "no_start", "restates_request"),
         "factual_error": ("wrong", "error_text"),
         "unrealistic_expectation": ("unrealistic",),
         "no_engagement": (),
@@ -222,8 +231,8 @@ CATEGORY_CUES: dict[str, dict[str, tuple[str, ...]]] = {
 """Which cues name which rubric category, for the category lists of a positive side."""
 
 
-def features(user_turn: str, assistant_reply: str) -> dict[str, float]:
-    """All `FEATURES` of one turn, each in [0, 1]."""
+def features(user_turn: str, assistant_reply: str, history: str = "") -> dict[str, float]:
+    """All `FEATURES` of one turn, each in [0, 1]; `history` is the conversation before the reply (capped here)."""
     user = user_turn.strip()
     reply = assistant_reply.strip()
     tail = reply[-400:]
@@ -266,7 +275,42 @@ def features(user_turn: str, assistant_reply: str) -> dict[str, float]:
     out["length_format_short"] = float(short and _LENGTH_FORMAT.search(head) is not None)
     out["option_pick"] = float(_OPTION_PICK.search(user[:300]) is not None)
     out["paste_prefix_long"] = float(pasted)
+    similarity, containment, previous_words = repeat_overlap(user, history)
+    out["repeat_similarity"] = similarity
+    # Every word of a substantive previous request recurs in a turn of similar size (a re-sent or re-stated
+    # request: `revision`), unless the turn asks to continue (always neither).
+    restated = previous_words >= 6 and containment >= 0.95 and similarity >= 0.5
+    out["restates_request"] = float(restated and not out["continue_start"])
     return out
+
+
+def previous_user_turn(history: str) -> tuple[str, bool]:
+    """The user turn the reply answered, as the template's history cap leaves it, and whether it is whole.
+
+    `history` holds `role: content` lines; only its last `TEMPLATE_MAX_HISTORY_CHARS` characters are read
+    (what `feedback_candidates` passes), so a long previous turn may survive only as its tail (then `False`).
+    """
+    tail = history[-TEMPLATE_MAX_HISTORY_CHARS:]
+    roles = list(_ROLE_LINE.finditer(tail))
+    if not roles:  # the cap cut inside the last turn, which is the user's request the reply answered
+        return tail.strip(), False
+    last = roles[-1]
+    return (tail[last.end() :].strip(), True) if last.group(1) == "user" else ("", True)
+
+
+def repeat_overlap(user_turn: str, history: str) -> tuple[float, float, int]:
+    """(Jaccard similarity of the word sets of the user turn and the previous user turn, the share of the
+    previous turn's words found in the user turn, the previous turn's distinct words). When the history cap cut
+    the previous turn, the similarity compares tails of equal length: a re-sent request scores near 1."""
+    previous, whole = previous_user_turn(history)
+    b = {w.lower() for w in _ANY_WORD.findall(previous)}
+    if not b:
+        return 0.0, 0.0, 0
+    user = user_turn.strip()
+    a_all = {w.lower() for w in _ANY_WORD.findall(user)}
+    a = a_all if whole else {w.lower() for w in _ANY_WORD.findall(user[-len(previous) :])}
+    similarity = len(a & b) / len(a | b) if a else 0.0
+    return similarity, len(a_all & b) / len(b), len(b)
 
 
 def _content_words(text: str) -> set[str]:

@@ -712,7 +712,7 @@ class TransformersBackend:
         for item in items:
             started = time.perf_counter()
             try:
-                value, probabilities = classifier.predict(item.assistant_reply, item.user_turn)
+                value, probabilities = classifier.predict(item.assistant_reply, item.user_turn, item.history)
             except Exception as error:  # a pathological input must become a status row, not a failed build
                 out.append(LLMResult.failure(f"{type(error).__name__}: {error}"))
                 continue
