@@ -77,8 +77,17 @@ def _records(count: int, seed: int) -> list[dict[str, Any]]:
     return records
 
 
-def load_turns(n: int, seed: int = 1, per_conversation: int = 2) -> list[FeedbackInput]:
-    """`n` user turns that follow an assistant reply, at most `per_conversation` from one conversation."""
+def load_turns(
+    n: int, seed: int = 1, per_conversation: int = 2, template_caps: bool = False
+) -> list[FeedbackInput]:
+    """`n` user turns that follow an assistant reply, at most `per_conversation` from one conversation.
+
+    template_caps: cut history and reply as the template's feedback model does before it calls
+    `feedback_signal` (the last 600 history chars; the reply's middle past 1,200), instead of whole turns.
+    """
+    from wfsql.eval import TEMPLATE_MAX_HISTORY_CHARS, TEMPLATE_MAX_REPLY_CHARS
+    from wfsql.eval.run import cap
+
     roles = {"human": "User", "gpt": "Assistant", "system": "System"}
     turns: list[FeedbackInput] = []
     count = max(4 * n, 200)
@@ -92,7 +101,10 @@ def load_turns(n: int, seed: int = 1, per_conversation: int = 2) -> list[Feedbac
             if user.get("from") != "human" or reply.get("from") != "gpt" or not user["value"].strip():
                 continue
             history = "\n\n".join(f"{roles.get(m.get('from'), 'User')}: {m['value']}" for m in messages[: t - 1])
-            turns.append(FeedbackInput(history, reply["value"], user["value"]))
+            text = reply["value"]
+            if template_caps:
+                history, text = cap(history, text, TEMPLATE_MAX_HISTORY_CHARS, TEMPLATE_MAX_REPLY_CHARS)
+            turns.append(FeedbackInput(history, text, user["value"]))
             taken += 1
         if len(turns) >= n:
             break
@@ -191,11 +203,13 @@ def main() -> None:
     parser.add_argument("--batched-n", type=int, default=60, help="turns for (b) batched decoding")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    parser.add_argument("--template-caps", action="store_true",
+                        help="cut history and reply as the template's feedback model does (default: whole turns)")
     args = parser.parse_args()
 
     import torch
 
-    turns = load_turns(max(args.n, args.naive_n, args.batched_n), seed=args.seed)
+    turns = load_turns(max(args.n, args.naive_n, args.batched_n), seed=args.seed, template_caps=args.template_caps)
     # feedback_method rubric: these figures are about the model paths, not the calibrated lexical classifier
     spec = dataclasses.replace(default_model_spec(), feedback_method="rubric")
     backend = TransformersBackend(spec, templates={"extract": JSON_TEMPLATE})
@@ -205,7 +219,9 @@ def main() -> None:
     print(f"model {backend.model_id}: {parameters / 1e6:.1f}M parameters ({embedding / 1e6:.1f}M embedding), "
           f"device {backend.loaded.device}, {torch.get_num_threads()} torch threads")
     shared = len(backend.frame(backend.templates["feedback"].system)[0])
-    print(f"turns: {len(turns)} real ShareGPT user turns t>=2; shared system prefix {shared} tokens (cached once)")
+    print(f"turns: {len(turns)} real ShareGPT user turns t>=2"
+          f"{' (history and reply cut as the template cuts them)' if args.template_caps else ''}; "
+          f"shared system prefix {shared} tokens (cached once)")
 
     # one-time costs (generator index, system-prompt KV, first-touch of the weights) stay out of the timings
     run_scoring(backend, turns[:2])
