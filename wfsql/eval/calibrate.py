@@ -67,12 +67,20 @@ def design_matrix(turns: Sequence[Any]) -> Any:
     return np.array(rows)
 
 
+def _folds(conversations: Sequence[str], order: Sequence[str]) -> Any:
+    """Each turn's fold: conversations dealt round-robin into `FOLDS` folds in `order` (a conversation's turns
+    share a fold)."""
+    import numpy as np
+
+    fold_of = {c: i % FOLDS for i, c in enumerate(order)}
+    return np.array([fold_of[c] for c in conversations])
+
+
 def fit_side(x: Any, y: Any, conversations: Sequence[str]) -> tuple[Any, float, float, float]:
     """(weights with bias last, lambda, threshold, cross-validated κ) for one side."""
     import numpy as np
 
-    order = {c: i % FOLDS for i, c in enumerate(sorted(set(conversations)))}
-    fold = np.array([order[c] for c in conversations])
+    fold = _folds(conversations, sorted(set(conversations)))
     best: tuple[float, float, float] | None = None
     for lam in LAMBDAS:
         out_of_fold = np.zeros(len(y))
@@ -134,8 +142,7 @@ def repeated_cv(turns: Sequence[Any], repeats: int = 5) -> dict[str, Any]:
     for repeat in range(repeats):
         order = distinct[:]
         random.Random(1000 + repeat).shuffle(order)
-        fold_of = {c: i % FOLDS for i, c in enumerate(order)}
-        fold = np.array([fold_of[c] for c in conversations])
+        fold = _folds(conversations, order)
         for side in ("sat", "dsat"):
             y = np.array([bool(getattr(t, side)) for t in turns], dtype=float)
             predicted = np.zeros(len(y), dtype=bool)

@@ -443,9 +443,7 @@ class TransformersBackend:
         cache = self._row_cache(prefix, batch, g + width + branch_width)
         run = functools.partial(self._run_model, cache)
 
-        row_ids = torch.full((batch, width), pad, dtype=torch.long)
-        for i, row in enumerate(rows):
-            row_ids[i, : lengths[i]] = torch.tensor(row.ids, dtype=torch.long)
+        row_ids = _right_padded([row.ids for row in rows], width, pad)
         wanted = [[r for r in read if r < lengths[i]] for i, read in enumerate(reads)]
         row_hidden = self._prefill_rows(cache, g, row_ids, lengths, wanted)
 
@@ -828,9 +826,7 @@ class TransformersBackend:
         lengths = [len(ids) for ids in rows]
         width = max(lengths)
         cache = self._row_cache(prefix, batch, g + width + max_new_tokens)
-        row_ids = torch.full((batch, width), pad, dtype=torch.long)
-        for i, ids in enumerate(rows):
-            row_ids[i, : lengths[i]] = torch.tensor(ids, dtype=torch.long)
+        row_ids = _right_padded(rows, width, pad)
         with torch.inference_mode():
             # Prefill in groups of rows of similar length (the batch is sorted, so groups are contiguous), each
             # into its rows of the shared cache: padding the whole batch to its longest row would waste
@@ -1064,6 +1060,16 @@ class StopOnText:
             tail = self.tokenizer.decode(generated[row, -self.window :].tolist(), skip_special_tokens=True)
             done[row] = any(stop in tail for stop in self.stops)
         return done
+
+
+def _right_padded(rows: Sequence[Sequence[int]], width: int, pad: int) -> Any:
+    """Token rows as one (rows, width) tensor, each padded with `pad` on the right."""
+    import torch
+
+    out = torch.full((len(rows), width), pad, dtype=torch.long)
+    for i, ids in enumerate(rows):
+        out[i, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+    return out
 
 
 def _row_seed(seed: int | None, prompt: list[int]) -> int:
