@@ -64,6 +64,25 @@ def test_change_requests_and_error_reports_about_the_previous_reply_are_dsat() -
     assert not predict(prose, "Now write a poem about the sea.")["dsat"]  # a new task is neither
 
 
+def test_supplying_what_the_reply_asked_for_is_compliance() -> None:
+    asks = "I can help with that. Could you please paste the text of the article you want summarised?"
+    article = "Here it is: The city council met on Tuesday to discuss the new budget for parks and libraries."
+    values = features(article, asks)
+    assert values["reply_requests_material"] == 1.0 and values["reply_stock_opener"] == 0.0
+    assert features("ok", asks)["reply_requests_material"] == 0.0  # a short turn supplies nothing
+    value = predict(asks, article)
+    assert value["sat"] and "compliance" in value["sat_categories"] and not value["dsat"]
+    question = "Do you want the report for the whole year or for the last quarter?"
+    assert features("The last quarter, for the sales team.", question)["answers_reply_question"] == 1.0
+    assert features("What is a quarter?", question)["answers_reply_question"] == 0.0  # a question back is not
+    # A stock opener asks for nothing: the request that follows it is neither (dev-set rules).
+    opener = "Hello! How can I assist you today?"
+    request = "Write me a cover letter for a junior data analyst position at a bank in London."
+    assert features(request, opener)["reply_stock_opener"] == 1.0
+    assert features(request, opener)["answers_reply_question"] == 0.0
+    assert not predict(opener, request)["sat"]
+
+
 def test_thanks_inside_pasted_text_is_not_gratitude() -> None:
     pasted = "Rewrite and improve: " + "Our company serves clients across the region. " * 4 + "Thank you for reading."
     assert features(pasted, "Sure.")["thanks"] == 0.0

@@ -338,7 +338,9 @@ def assign_splits(
 
 #: The labelling batches, in order, by annotator; each batch was split starting from the totals the earlier
 #: ones left (data/README.md §3).
-BATCHES: tuple[frozenset[str], ...] = (frozenset("A"), frozenset("BCDE"), frozenset("FGHI"))
+BATCHES: tuple[frozenset[str], ...] = (
+    frozenset("A"), frozenset("BCDE"), frozenset("FGHI"), frozenset("JKLM")
+)
 
 
 def recompute_splits(rows: Sequence[DevsetRow]) -> dict[str, str]:
@@ -355,7 +357,7 @@ def select_candidates(
     records: Iterable[Mapping[str, Any]],
     is_english: Callable[[str], bool],
     per_conversation: int = 2,
-    limit: int = 1600,
+    limit: int = 1900,
 ) -> tuple[list[tuple[str, int]], list[str]]:
     """Re-run the selection described in ``data/README.md``: ``((id, turn_index) pairs, skipped ids)``.
 

@@ -144,6 +144,22 @@ _OPTION_PICK = re.compile(
     r"|take|choose|pick)|let'?s go with)",
     _I,
 )
+# Compliance (dev-set batch 4, pre-registered in wfsql/eval/data/README.md §6): the reply asks the user for
+# material ("please paste the text") and the turn supplies it; the reply ends on a real question and the turn
+# answers with a statement; a stock opener ("How can I help you today?") asks for nothing to comply with.
+_MATERIAL_REQUEST = re.compile(
+    r"(please|could you|can you|kindly|feel free to)\s+(provide|paste|share|send|upload|post|include|give me)"
+    r"|(provide|paste|share|send) (me )?(the|your|a|some|more) (text|code|details|information|article|document|"
+    r"content|data|essay|story|script|file|list|example|question|link|transcript|requirements|context)",
+    _I,
+)
+_STOCK_OPENER = re.compile(
+    r"^\s*(hello[!.,]?\s*|hi[!.,]?\s*)?(how (can|may) i (help|assist) you( today)?\??|what can i (do|help you with)"
+    r"( today)?\??|awaiting (your )?(prompt|instructions?|input))",
+    _I,
+)
+_MATERIAL_MIN_CHARS = 80
+_STOCK_OPENER_MAX_CHARS = 200
 # "Rewrite and improve: <pasted text>": what follows the colon is material for the next task, not the user's words.
 _PASTE_PREFIX = re.compile(r"^\s*[^\n:]{0,60}:\s")
 _STOPWORDS = frozenset(
@@ -201,6 +217,9 @@ FEATURES: tuple[str, ...] = (
     "paste_prefix_long",
     "repeat_similarity",
     "restates_request",
+    "reply_requests_material",
+    "answers_reply_question",
+    "reply_stock_opener",
 )
 """Feature names, in the order of `features()`; the calibrated weights file lists them too."""
 
@@ -208,7 +227,7 @@ CATEGORY_CUES: dict[str, dict[str, tuple[str, ...]]] = {
     "sat": {
         "gratitude": ("thanks",),
         "learning": ("learning",),
-        "compliance": ("reply_asks", "reply_question_end", "option_pick"),
+        "compliance": ("reply_asks", "reply_question_end", "option_pick", "reply_requests_material"),
         "praise": ("praise",),
         "personal_details": ("first_person",),
         "humor": ("humor",),
@@ -281,6 +300,15 @@ def features(user_turn: str, assistant_reply: str, history: str = "") -> dict[st
     # request: `revision`), unless the turn asks to continue (always neither).
     restated = previous_words >= 6 and containment >= 0.95 and similarity >= 0.5
     out["restates_request"] = float(restated and not out["continue_start"])
+    stock = len(reply) < _STOCK_OPENER_MAX_CHARS and _STOCK_OPENER.search(reply) is not None
+    statement = "?" not in user[:300] and _WH_START.search(user) is None
+    out["reply_requests_material"] = float(
+        not stock and _MATERIAL_REQUEST.search(tail) is not None and len(user) >= _MATERIAL_MIN_CHARS
+    )
+    out["answers_reply_question"] = float(
+        not game and not stock and tail.endswith("?") and _GENERIC_OFFER.search(tail) is None and statement
+    )
+    out["reply_stock_opener"] = float(stock)
     return out
 
 
