@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from bench_llm import load_turns, run_naive
+from bench_llm import load_turns, matmul_gflops, run_naive
 
 from wfsql.api import Project, RunOptions
 from wfsql.console import Console
@@ -37,7 +37,9 @@ def main() -> None:
     items = load_turns(args.n)
     # the rubric prompt: the calibrated classifier that `auto` picks for this small model needs no LLM at all
     backend = TransformersBackend(dataclasses.replace(default_model_spec(), feedback_method="rubric"))
+    samples = [matmul_gflops()]  # the machine may be shared: its speed is part of every figure here
     naive = run_naive(backend, items[: args.naive_n])
+    samples.append(matmul_gflops())
 
     root = Path(tempfile.mkdtemp(prefix="wfsql_cache_bench_"))
     (root / "models").mkdir()
@@ -62,6 +64,7 @@ def main() -> None:
     started = time.perf_counter()
     first = project.run(RunOptions())
     computed = time.perf_counter() - started
+    samples.append(matmul_gflops())
     started = time.perf_counter()
     again = Project.load(root, console=Console(quiet=True)).run(RunOptions(full_refresh=True))
     cached = time.perf_counter() - started
@@ -69,6 +72,8 @@ def main() -> None:
     assert "LLM: 0 call(s)" in again.results[0].message, again.results[0].message
     rate_naive = naive.turns / naive.seconds
     rate_cached = args.n / cached
+    print(f"matmul float32 GFLOP/s sampled before (a), after (a) and after the first build: "
+          f"{', '.join(f'{x:.0f}' for x in samples)}")
     print("| mode | turns | seconds | turns/s | vs (a) |")
     print("|---|---:|---:|---:|---:|")
     print(f"| (a) naive per-row outlines calls | {naive.turns} | {naive.seconds:.1f} | {rate_naive:.3f} | 1 |")
