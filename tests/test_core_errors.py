@@ -226,6 +226,25 @@ def test_database_error_at_run_time(make_project):
     assert "upstream bad failed" in skipped.message
 
 
+def test_a_model_selected_before_its_parent_exists_says_how_to_build_both(make_project):
+    from wfsql.api import RunOptions
+
+    root = make_project(
+        {
+            "models/parent_table.sql": "{{ config(materialized='table') }}select 1 as n",
+            "models/child.sql": "{{ config(materialized='table') }}select n + 1 as m from {{ ref('parent_table') }}",
+        }
+    )
+    results = load(root).run(RunOptions(select=["child"]))
+    assert not results.success
+    message = next(r for r in results.results if r.name == "child").message
+    assert "does not exist" in message  # DuckDB's own words stay
+    assert "model parent_table (which child reads) is not built in this database" in message
+    assert "wfsql run -s +child" in message and "target/compiled/proj/models/child.sql" in message
+    # ... and the suggested selection works.
+    assert load(root).run(RunOptions(select=["+child"])).success
+
+
 def test_malformed_project_yaml(make_project):
     root = make_project({"wfsql_project.yml": "name: proj\nvars:\n  a: 1\n b: [unclosed\n"})
     with pytest.raises(YamlError) as info:

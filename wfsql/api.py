@@ -256,7 +256,7 @@ class Project:
         import duckdb
 
         from wfsql.materialize import BuildOutcome, build_model, dry_run_model, load_seed
-        from wfsql.runner import model_result
+        from wfsql.runner import database_error, model_result
         from wfsql.testing import TestExecutor, TestNode
 
         dbt_types = self.config.flavor == "dbt"
@@ -318,12 +318,7 @@ class Project:
                     )
                     return model_result(node, outcome, shown)
             except duckdb.Error as exc:
-                first = " ".join(str(exc).strip().splitlines()[:3])
-                raise DatabaseError(
-                    f"{node.resource_type} {node.name} failed in DuckDB: {first}",
-                    node=f"{node.resource_type} {node.name}",
-                    hint=f"the compiled SQL is in {shown}" if shown else None,
-                ) from None
+                raise database_error(node, exc, shown, manifest.nodes) from None
             raise WfsqlError(f"cannot execute {node.resource_type} {node.name}")
 
         return execute

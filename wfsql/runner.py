@@ -7,8 +7,9 @@ of it is skipped (and says why); independent branches keep running.
 from __future__ import annotations
 
 import datetime
+import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
@@ -103,7 +104,7 @@ class Runner:
         except WfsqlError as exc:
             result = _error(node, exc.message if not exc.hint else f"{exc.message} (hint: {exc.hint})")
         except duckdb.Error as exc:
-            result = _error(node, _database_message(node, exc))
+            result = _error(node, database_error(node, exc, None).message)
         except Exception as exc:
             result = _error(node, f"{type(exc).__name__}: {exc}")
         if result.status in self.blocking_statuses and not self._first_failure:
@@ -141,22 +142,38 @@ def _error(node: Node, message: str) -> NodeResult:
     return NodeResult(node.unique_id, node.name, node.resource_type, "error", message)
 
 
-def _database_message(node: Node, exc: duckdb.Error) -> str:
-    first = str(exc).strip().splitlines()
-    text = " ".join(line.strip() for line in first[:3])
-    return f"{node.resource_type} {node.name} failed in DuckDB: {text}"
-
-
 def _now() -> str:
     return datetime.datetime.now(datetime.UTC).isoformat()
 
 
-def database_error(node: Node, exc: duckdb.Error, compiled_path: str | None) -> DatabaseError:
-    return DatabaseError(
-        _database_message(node, exc),
-        node=f"{node.resource_type} {node.name}",
-        hint=f"the compiled SQL is in {compiled_path}" if compiled_path else None,
-    )
+_MISSING_TABLE = re.compile(r"Table with name (\S+?)!? does not exist", re.IGNORECASE)
+
+
+def database_error(
+    node: Node, exc: duckdb.Error, compiled_path: str | None, parents: Mapping[str, Node] | None = None
+) -> DatabaseError:
+    """A node's DuckDB failure as wfsql's error: the first lines of DuckDB's message and what to do about it.
+
+    The common case of a missing table is a parent that was never built in this database (a model selected
+    alone: `-s child` before its parents exist); then the hint names the parent and the selector that builds
+    both, not just the compiled SQL.
+    """
+    text = " ".join(line.strip() for line in str(exc).strip().splitlines()[:3])
+    hint = f"the compiled SQL is in {compiled_path}" if compiled_path else None
+    missing = _MISSING_TABLE.search(text)
+    if missing and parents:
+        name = missing.group(1).strip("\"'").rsplit(".", 1)[-1].lower()
+        for parent_id in node.depends_on:
+            parent = parents.get(parent_id)
+            relation = getattr(parent, "relation", None)
+            if parent is not None and relation is not None and relation.identifier.lower() == name:
+                built = f"{parent.resource_type} {parent.name} (which {node.name} reads) is not built in this database"
+                hint = f"{built}: build it first, e.g. `wfsql run -s +{node.name}` runs {node.name} with its parents"
+                if compiled_path:
+                    hint += f"; the compiled SQL is in {compiled_path}"
+                break
+    label = f"{node.resource_type} {node.name}"
+    return DatabaseError(f"{label} failed in DuckDB: {text}", node=label, hint=hint)
 
 
 __all__ = ["DAG", "Runner", "database_error", "model_result"]
