@@ -139,6 +139,57 @@ def test_unknown_model_name_is_a_clear_error(tmp_path: Path, tiny_model: Path) -
     assert failed.status == "error" and "did you mean 'tiny'" in failed.message
 
 
+def test_rejected_answers_stay_cached_and_exceptions_are_retried(
+    tmp_path: Path, tiny_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rejected answer (here: JSON cut off by max_new_tokens) is a function of its cache key, so a rerun keeps
+    it instead of paying for it again; an exception may be transient, so it is retried."""
+    from wfsql.llm.transformers_backend import TransformersBackend
+
+    root = tmp_path / "p"
+    (root / "models").mkdir(parents=True)
+    (root / "models" / "extracted.sql").write_text(
+        "{{ config(materialized='table') }}\n"
+        f"select llm_extract(t, '{SCHEMA}') as e from (values ('one'), ('two')) as v(t)"
+    )
+    (root / "wfsql_project.yml").write_text(
+        f"name: f\nllm:\n  models:\n    tiny: {{source: {tiny_model}, max_new_tokens: 2}}\n"
+        "  roles: {extractor: tiny}\n"
+    )
+
+    def build(**extra: object) -> str:
+        results = Project.load(root, console=Console(quiet=True)).run(RunOptions(extra=dict(extra)))
+        assert results.success
+        return results.results[0].message
+
+    real_extract = TransformersBackend.extract
+
+    def broken(self: TransformersBackend, *args: object, **kwargs: object) -> object:
+        raise RuntimeError("out of memory (simulated)")
+
+    def cached_errors() -> list[str]:
+        with duckdb.connect(str(root / "target" / "wfsql.duckdb"), read_only=True) as con:
+            return [e for (e,) in con.execute("select error from _wfsql.llm_cache where status = 'error'").fetchall()]
+
+    monkeypatch.setattr(TransformersBackend, "extract", broken)
+    assert "LLM: 2 call(s)" in build() and "2 failed" in build()  # an exception: retried on the next run too
+    assert all("out of memory (simulated)" in e for e in cached_errors())
+    monkeypatch.setattr(TransformersBackend, "extract", real_extract)
+    first = build()  # the model runs now; two tokens cannot finish a JSON object: rejected
+    assert "LLM: 2 call(s)" in first and "2 failed" in first
+    again = build()
+    assert "LLM: 0 call(s)" in again and "2 failed" in again and "2 of them rejected before and kept" in again
+    assert "--llm-retry-failed" in again
+    assert "LLM: 2 call(s)" in build(llm_retry_failed=True)
+    errors = cached_errors()
+    assert len(errors) == 2 and all(e.startswith("rejected output: the JSON was not complete") for e in errors)
+    # The model's max_new_tokens is part of an extraction's key: raising it asks again without any flag.
+    (root / "wfsql_project.yml").write_text(
+        (root / "wfsql_project.yml").read_text().replace("max_new_tokens: 2", "max_new_tokens: 3")
+    )
+    assert "LLM: 2 call(s)" in build()
+
+
 def test_failed_calls_are_null_with_a_status_row_or_fail_the_model(tmp_path: Path, tiny_model: Path) -> None:
     root = tmp_path / "p"
     (root / "models").mkdir(parents=True)

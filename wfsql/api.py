@@ -333,6 +333,7 @@ class Project:
             limit=options.extra.get("llm_limit"),
             dry_run=bool(options.extra.get("dry_run")),
             executor=options.extra.get("executor"),
+            retry_failed=bool(options.extra.get("llm_retry_failed")),
         )
 
     def show(self, name: str, limit: int = 10) -> tuple[list[str], list[tuple[Any, ...]]]:

@@ -30,6 +30,14 @@ Exclude = Annotated[list[str] | None, typer.Option("--exclude", help="Nodes to l
 FullRefresh = Annotated[bool, typer.Option("--full-refresh", help="Rebuild incremental models and views.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings, errors and the summary.")]
 LlmLimit = Annotated[int | None, typer.Option("--llm-limit", min=0, help="Cap LLM calls per model (trial runs).")]
+LlmRetryFailed = Annotated[
+    bool,
+    typer.Option(
+        "--llm-retry-failed",
+        help="Also rerun LLM calls whose answer was rejected before (incomplete or invalid JSON, not a label); "
+        "by default the cache keeps those, since the same call would give the same answer.",
+    ),
+]
 FailFast = Annotated[bool, typer.Option("--fail-fast", "-x", help="Stop starting nodes after the first failure.")]
 Strict = Annotated[bool, typer.Option("--strict", help="Fail on any record a conversation source quarantines.")]
 DryRun = Annotated[bool, typer.Option("--dry-run", help="Count the LLM calls a selection needs; build nothing.")]
@@ -150,6 +158,7 @@ def run(
     full_refresh: FullRefresh = False,
     quiet: Quiet = False,
     llm_limit: LlmLimit = None,
+    llm_retry_failed: LlmRetryFailed = False,
     dry_run: DryRun = False,
     strict: Strict = False,
     fail_fast: FailFast = False,
@@ -163,6 +172,7 @@ def run(
         full_refresh,
         fail_fast,
         llm_limit=llm_limit,
+        llm_retry_failed=llm_retry_failed,
         dry_run=dry_run,
         strict=strict,
         executor=executor or _GLOBAL.get("executor"),
@@ -211,13 +221,19 @@ def build(
     full_refresh: FullRefresh = False,
     quiet: Quiet = False,
     llm_limit: LlmLimit = None,
+    llm_retry_failed: LlmRetryFailed = False,
     strict: Strict = False,
     fail_fast: FailFast = False,
     executor: Executor = None,
 ) -> None:
     """Seeds, models and tests in DAG order; a failed test stops what depends on its model."""
     project = _project(project_dir, target, vars, threads, quiet)
-    extra = {"llm_limit": llm_limit, "strict": strict, "executor": executor or _GLOBAL.get("executor")}
+    extra = {
+        "llm_limit": llm_limit,
+        "llm_retry_failed": llm_retry_failed,
+        "strict": strict,
+        "executor": executor or _GLOBAL.get("executor"),
+    }
     _finish(project.build(_options(select, exclude, full_refresh, fail_fast, **extra)))
 
 

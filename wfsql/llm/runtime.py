@@ -30,6 +30,7 @@ import orjson
 
 from wfsql.adapter import DuckDBAdapter
 from wfsql.errors import WfsqlError, did_you_mean
+from wfsql.llm.backend import is_rejected
 from wfsql.llm.cache import CacheRow, append, cache_key, ensure_cache_table, lookup
 from wfsql.llm.embeddings import DEFAULT_EMBEDDER
 from wfsql.llm.executor import Call
@@ -100,6 +101,7 @@ class CallStats:
     calls: int = 0
     cache_hits: int = 0
     failures: int = 0
+    known_failures: int = 0  # of `failures`: rejected answers kept from the cache, not recomputed
     skipped_by_limit: int = 0
     seconds: float = 0.0
     prompt_tokens: int = 0
@@ -107,6 +109,8 @@ class CallStats:
     def describe(self) -> str:
         rate = f", {self.calls / self.seconds:.1f} calls/s" if self.calls and self.seconds else ""
         parts = [f"LLM: {self.calls} call(s){rate}", f"{self.cache_hits} cache hit(s)", f"{self.failures} failed"]
+        if self.known_failures:
+            parts.append(f"{self.known_failures} of them rejected before and kept (--llm-retry-failed reruns them)")
         if self.skipped_by_limit:
             parts.append(f"{self.skipped_by_limit} over --llm-limit")
         return ", ".join(parts)
@@ -123,11 +127,13 @@ class LLMRuntime:
         limit: int | None = None,
         dry_run: bool = False,
         executor: str | None = None,
+        retry_failed: bool = False,
     ) -> None:
         self.settings = settings
         self.console = console
         self.limit = limit
         self.dry_run = dry_run
+        self.retry_failed = retry_failed  # also rerun rejected answers (`LLMResult.rejected`), not only errors
         self.executor_name = executor or settings.executor
         self._executor: Any = None
         if self.executor_name not in ("local", "ray"):
@@ -288,6 +294,7 @@ class LLMRuntime:
 
     def _template_version(self, function: str, model: str | None) -> str:
         from wfsql.llm.backend import TEMPLATE_VERSIONS
+        from wfsql.llm.models import ModelSpec
 
         if (
             function == "feedback_signal"
@@ -299,7 +306,14 @@ class LLMRuntime:
 
             return default_classifier().version
         kind = "feedback" if function == "feedback_signal" else function.removeprefix("llm_")
-        return str(TEMPLATE_VERSIONS.get(kind, "v1"))
+        version = str(TEMPLATE_VERSIONS.get(kind, "v1"))
+        if function == "llm_extract" and model is not None and not self._is_embedder(model):
+            # The model's max_new_tokens decides whether a JSON answer can finish: a different setting is a
+            # different call. (The default leaves the key as it always was, so existing caches stay valid.)
+            limit = self.spec(model).max_new_tokens
+            if limit != ModelSpec.max_new_tokens:
+                version += f";max_new_tokens={limit}"
+        return version
 
 
 class ModelCalls:
@@ -428,11 +442,17 @@ class ModelCalls:
                 break
             seen.update(new_keys)
             cached = lookup(self.adapter, new_keys)
-            missing = [self.pending[k] for k in new_keys if k not in cached or cached[k].status != "ok"]
-            self.stats.cache_hits += len(new_keys) - len(missing)
+            missing = []
             for key in new_keys:
-                if key in cached and cached[key].status == "ok":
-                    self.values[key] = cached[key].value
+                row = cached.get(key)
+                if row is not None and row.status == "ok":
+                    self.values[key] = row.value
+                    self.stats.cache_hits += 1
+                elif row is not None and self._final(row):
+                    self.stats.failures += 1
+                    self.stats.known_failures += 1
+                else:
+                    missing.append(self.pending[key])
             if self.runtime.limit is not None:
                 allowed = max(0, self.runtime.limit - self.stats.calls)
                 self.stats.skipped_by_limit += max(0, len(missing) - allowed)
@@ -470,9 +490,15 @@ class ModelCalls:
             if row is not None and row.status == "ok":
                 self.values[key] = row.value
                 self.stats.cache_hits += 1
+            elif row is not None and self._final(row):  # rejected: computing it again would repeat the rejection
+                self.stats.failures += 1
             else:  # the other model failed on it: try once more here, recording this model's own status row
                 redo.append(self.pending[key])
         self._infer(redo)
+
+    def _final(self, row: Any) -> bool:
+        """A cached failure to keep rather than recompute: a rejected answer, unless --llm-retry-failed."""
+        return not self.runtime.retry_failed and is_rejected(row.status, row.error)
 
     def _infer(self, calls: list[Call]) -> None:
         """Run the missing calls on the executor (local or Ray); write each finished batch to the cache."""

@@ -925,16 +925,16 @@ class TransformersBackend:
             def finish(index: int, decoded: _Decoded, prompt_tokens: int) -> LLMResult:
                 counts = {"prompt_tokens": prompt_tokens}
                 if not decoded.finished:
-                    return LLMResult.failure(
+                    return LLMResult.rejected(
                         f"the JSON was not complete after max_new_tokens={limit} tokens", **counts
                     )
                 try:
                     value = json.loads(decoded.text)
                 except json.JSONDecodeError as error:
-                    return LLMResult.failure(f"the output is not JSON: {error}", **counts)
+                    return LLMResult.rejected(f"the output is not JSON: {error}", **counts)
                 problem = next(iter(validator.iter_errors(value)), None)
                 if problem is not None:
-                    return LLMResult.failure(f"the output does not validate: {problem.message}", **counts)
+                    return LLMResult.rejected(f"the output does not validate: {problem.message}", **counts)
                 return LLMResult(value, prompt_tokens=prompt_tokens, completion_tokens=len(decoded.ids))
 
             self._decode(
@@ -1004,7 +1004,7 @@ class TransformersBackend:
 
             def finish(index: int, decoded: _Decoded, prompt_tokens: int) -> LLMResult:
                 if decoded.text not in labels:
-                    return LLMResult.failure(f"decoded {decoded.text!r}, not one of the labels")
+                    return LLMResult.rejected(f"decoded {decoded.text!r}, not one of the labels")
                 return LLMResult(decoded.text, prompt_tokens=prompt_tokens, completion_tokens=len(decoded.ids))
 
             self._decode(
