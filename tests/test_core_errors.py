@@ -240,9 +240,9 @@ def test_a_model_selected_before_its_parent_exists_says_how_to_build_both(make_p
     message = next(r for r in results.results if r.name == "child").message
     assert "does not exist" in message  # DuckDB's own words stay
     assert "model parent_table (which child reads) is not built in this database" in message
-    assert "wfsql run -s +child" in message and "target/compiled/proj/models/child.sql" in message
+    assert "wfsql build -s +child" in message and "target/compiled/proj/models/child.sql" in message
     # ... and the suggested selection works.
-    assert load(root).run(RunOptions(select=["+child"])).success
+    assert load(root).build(RunOptions(select=["+child"])).success
 
 
 def test_malformed_project_yaml(make_project):

@@ -172,7 +172,9 @@ def test_rejected_answers_stay_cached_and_exceptions_are_retried(
             return [e for (e,) in con.execute("select error from _wfsql.llm_cache where status = 'error'").fetchall()]
 
     monkeypatch.setattr(TransformersBackend, "extract", broken)
-    assert "LLM: 2 call(s)" in build() and "2 failed" in build()  # an exception: retried on the next run too
+    for _ in range(2):  # an exception: retried on the next run too
+        message = build()
+        assert "LLM: 2 call(s)" in message and "2 failed" in message and "rejected before" not in message
     assert all("out of memory (simulated)" in e for e in cached_errors())
     monkeypatch.setattr(TransformersBackend, "extract", real_extract)
     first = build()  # the model runs now; two tokens cannot finish a JSON object: rejected
@@ -188,6 +190,12 @@ def test_rejected_answers_stay_cached_and_exceptions_are_retried(
         (root / "wfsql_project.yml").read_text().replace("max_new_tokens: 2", "max_new_tokens: 3")
     )
     assert "LLM: 2 call(s)" in build()
+    # With on_error: fail, kept rejections fail the model (saying how to retry them), but a dry run only plans.
+    config = (root / "wfsql_project.yml").read_text()
+    (root / "wfsql_project.yml").write_text(config.replace("  roles:", "  on_error: fail\n  roles:"))
+    assert build(dry_run=True)
+    failed = Project.load(root, console=Console(quiet=True)).run(RunOptions())
+    assert not failed.success and "--llm-retry-failed" in failed.results[0].message
 
 
 def test_failed_calls_are_null_with_a_status_row_or_fail_the_model(tmp_path: Path, tiny_model: Path) -> None:

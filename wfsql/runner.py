@@ -146,7 +146,7 @@ def _now() -> str:
     return datetime.datetime.now(datetime.UTC).isoformat()
 
 
-_MISSING_TABLE = re.compile(r"Table with name (\S+?)!? does not exist", re.IGNORECASE)
+_MISSING_TABLE = re.compile(r"Table with name (.+?)!? does not exist", re.IGNORECASE)
 
 
 def database_error(
@@ -168,7 +168,7 @@ def database_error(
             relation = getattr(parent, "relation", None)
             if parent is not None and relation is not None and relation.identifier.lower() == name:
                 built = f"{parent.resource_type} {parent.name} (which {node.name} reads) is not built in this database"
-                hint = f"{built}: build it first, e.g. `wfsql run -s +{node.name}` runs {node.name} with its parents"
+                hint = f"{built}: build it first, e.g. `wfsql build -s +{node.name}` (it and its parents)"
                 if compiled_path:
                     hint += f"; the compiled SQL is in {compiled_path}"
                 break

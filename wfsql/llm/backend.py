@@ -95,14 +95,16 @@ class LLMResult:
         return cls(None, "error", error, latency_ms, prompt_tokens)
 
     @classmethod
-    def rejected(cls, error: str, *, prompt_tokens: int = 0) -> LLMResult:
+    def rejected(cls, error: str, *, latency_ms: float = 0.0, prompt_tokens: int = 0) -> LLMResult:
         """The model answered, but the answer did not pass (incomplete or invalid JSON, not a label).
 
-        The answer is a function of the cache key (model revision, prompt, decoding parameters, seed), so running
-        the call again gives the same rejection: the cache keeps it as final (`is_rejected`) instead of paying
-        for it on every build. An exception, by contrast, may be transient and is retried.
+        With greedy or seeded decoding the answer follows from the cache key (model revision, prompt, decoding
+        parameters, seed), so on the same hardware running the call again gives the same rejection: the cache
+        keeps it as final (`is_rejected`) instead of paying for it on every build. (Another device or dtype can
+        round differently near the token limit; `--llm-retry-failed` asks again.) An exception, by contrast, may
+        be transient and is retried.
         """
-        return cls(None, "error", REJECTED_PREFIX + error, 0.0, prompt_tokens)
+        return cls(None, "error", REJECTED_PREFIX + error, latency_ms, prompt_tokens)
 
 
 REJECTED_PREFIX = "rejected output: "

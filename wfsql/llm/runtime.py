@@ -463,10 +463,11 @@ class ModelCalls:
                 break
             self._infer_shared(missing)
         self.mode = "resolve"
-        if self.on_error == "fail" and self.stats.failures:
+        if self.on_error == "fail" and self.stats.failures and not self.runtime.dry_run:
+            kept = " (--llm-retry-failed reruns the ones rejected before)" if self.stats.known_failures else ""
             raise WfsqlError(
                 f"{self.stats.failures} LLM call(s) failed in model {self.node_name} and on_error is 'fail'",
-                hint="see the status and error columns of _wfsql.llm_cache, or set on_error: null",
+                hint=f"see the status and error columns of _wfsql.llm_cache, or set on_error: null{kept}",
             )
         return self.stats
 
@@ -490,7 +491,7 @@ class ModelCalls:
             if row is not None and row.status == "ok":
                 self.values[key] = row.value
                 self.stats.cache_hits += 1
-            elif row is not None and self._final(row):  # rejected: computing it again would repeat the rejection
+            elif row is not None and is_rejected(row.status, row.error):  # just rejected in this build: final
                 self.stats.failures += 1
             else:  # the other model failed on it: try once more here, recording this model's own status row
                 redo.append(self.pending[key])
