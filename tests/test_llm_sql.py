@@ -6,6 +6,7 @@ model is exercised by the slow tests of tests/test_llm_*.py and by the template 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import duckdb
@@ -182,7 +183,15 @@ def test_rejected_answers_stay_cached_and_exceptions_are_retried(
     again = build()
     assert "LLM: 0 call(s)" in again and "2 failed" in again and "2 of them rejected before and kept" in again
     assert "--llm-retry-failed" in again
-    assert "LLM: 2 call(s)" in build(llm_retry_failed=True)
+    # The CLI flag reaches the runtime (run_results.json records each model's message).
+    from typer.testing import CliRunner
+
+    from wfsql.cli import app
+
+    outcome = CliRunner().invoke(app, ["build", "--project-dir", str(root), "--quiet", "--llm-retry-failed"])
+    assert outcome.exit_code == 0, outcome.output
+    results = json.loads((root / "target" / "run_results.json").read_text())["results"]
+    assert any("LLM: 2 call(s)" in (r.get("message") or "") for r in results), results
     errors = cached_errors()
     assert len(errors) == 2 and all(e.startswith("rejected output: the JSON was not complete") for e in errors)
     # The model's max_new_tokens is part of an extraction's key: raising it asks again without any flag.

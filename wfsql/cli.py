@@ -252,11 +252,14 @@ def train(
     ] = None,
     quiet: Quiet = False,
     llm_limit: LlmLimit = None,
+    llm_retry_failed: LlmRetryFailed = False,
     fail_fast: FailFast = False,
 ) -> None:
     """Train: `wfsql build --select +NAME` for each training target (docs/training.md)."""
     project = _project(project_dir, target, vars, threads, quiet)
-    options = _options(None, None, full_refresh, fail_fast, llm_limit=llm_limit, max_steps=max_steps)
+    options = _options(
+        None, None, full_refresh, fail_fast, llm_limit=llm_limit, llm_retry_failed=llm_retry_failed, max_steps=max_steps
+    )
     _finish(project.train(tuple(names or ()), options))
 
 
