@@ -29,18 +29,8 @@ from wfsql.llm.models import default_model_spec
 from wfsql.llm.transformers_backend import TransformersBackend
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--n", type=int, default=20)
-    parser.add_argument("--naive-n", type=int, default=2)
-    args = parser.parse_args()
-    items = load_turns(args.n)
-    # the rubric prompt: the calibrated classifier that `auto` picks for this small model needs no LLM at all
-    backend = TransformersBackend(dataclasses.replace(default_model_spec(), feedback_method="rubric"))
-    samples = [matmul_gflops()]  # the machine may be shared: its speed is part of every figure here
-    naive = run_naive(backend, items[: args.naive_n])
-    samples.append(matmul_gflops())
-
+def feedback_project(items: list) -> Path:
+    """A throwaway wfsql project whose one table model calls `feedback_signal` (rubric label scoring) on `items`."""
     root = Path(tempfile.mkdtemp(prefix="wfsql_cache_bench_"))
     (root / "models").mkdir()
     (root / "wfsql_project.yml").write_text(
@@ -60,6 +50,22 @@ def main() -> None:
         "{{ config(materialized='table') }}\n"
         "select id, feedback_signal(history, reply, turn) as signal from read_parquet('turns.parquet')"
     )
+    return root
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--n", type=int, default=20)
+    parser.add_argument("--naive-n", type=int, default=2)
+    args = parser.parse_args()
+    items = load_turns(args.n)
+    # the rubric prompt: the calibrated classifier that `auto` picks for this small model needs no LLM at all
+    backend = TransformersBackend(dataclasses.replace(default_model_spec(), feedback_method="rubric"))
+    samples = [matmul_gflops()]  # the machine may be shared: its speed is part of every figure here
+    naive = run_naive(backend, items[: args.naive_n])
+    samples.append(matmul_gflops())
+
+    root = feedback_project(items)
     project = Project.load(root, console=Console(quiet=True))
     started = time.perf_counter()
     first = project.run(RunOptions())
