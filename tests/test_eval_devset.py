@@ -18,16 +18,20 @@ from wfsql.eval.devset import (
     COLUMNS,
     DEVSET_CSV,
     DSAT_CATEGORIES,
+    FIRST_READING_CSV,
     SAT_CATEGORIES,
     SPLITS,
     USER_ROLES,
     DevsetError,
     LabelledTurn,
+    agreement,
     annotator_agreement,
     assign_splits,
     check_devset,
     load_devset,
     qualifies,
+    read_adjudication,
+    read_reading,
     read_rows,
     read_second_annotations,
     recompute_splits,
@@ -173,7 +177,11 @@ def test_selection_procedure_reproduces_the_csv() -> None:
 
 
 def test_split_procedure_reproduces_the_csv_batch_by_batch() -> None:
-    rows = read_rows()
+    # The split was made from the first readings (the adjudication of §8 came later and left it alone).
+    rows = read_rows(path=FIRST_READING_CSV)
+    assert [(r.conversation_id, r.turn_index, r.split) for r in rows] == [
+        (r.conversation_id, r.turn_index, r.split) for r in read_rows()
+    ]
     assert {row.annotator for row in rows} == set().union(*BATCHES)
     halves = recompute_splits(rows)
     assert all(halves[row.conversation_id] == row.split for row in rows)
@@ -198,3 +206,39 @@ def test_second_annotator_labels_a_subset_and_agreement_is_as_documented() -> No
     assert agreement["turns"] == 100
     assert round(agreement["sat_kappa"], 2) == 0.75  # the figures data/README.md quotes
     assert round(agreement["dsat_kappa"], 2) == 0.76
+
+
+def test_adjudicated_labels_are_the_first_reading_except_where_the_second_disagreed() -> None:
+    """§8 of data/README.md: a turn goes to adjudication exactly when the two readings differ on a flag, and the
+    dev set's labels are the adjudicated ones there and the first reading's everywhere else."""
+    first = {(r.conversation_id, r.turn_index): r for r in read_rows(path=FIRST_READING_CSV)}
+    second = {(r.conversation_id, r.turn_index): r for r in read_reading("second")}
+    final = {(r.conversation_id, r.turn_index): r for r in read_rows()}
+    adjudicated = read_adjudication()
+    assert set(first) == set(second) == set(final) and len(final) == 2300
+    disputed = {k for k in first if (first[k].sat, first[k].dsat) != (second[k].sat, second[k].dsat)}
+    assert disputed == set(adjudicated) and len(disputed) == 141
+    for key, row in final.items():
+        expected = adjudicated[key][0] if key in disputed else first[key]
+        assert (row.sat, row.dsat, row.sat_categories, row.dsat_categories) == (
+            expected.sat, expected.dsat, expected.sat_categories, expected.dsat_categories
+        ), key
+        assert row.split == first[key].split and row.annotator == first[key].annotator
+    # Which reading the adjudicators took, as data/README.md §8 reports it.
+    choices = [choice for _, choice in adjudicated.values()]
+    assert (choices.count("first"), choices.count("second"), choices.count("own")) == (51, 90, 0)
+    for key, (row, choice) in adjudicated.items():
+        if choice != "own":
+            taken = first[key] if choice == "first" else second[key]
+            assert (row.sat, row.dsat) == (taken.sat, taken.dsat), key
+
+
+def test_reading_agreement_is_as_documented() -> None:
+    second = agreement(read_reading("second"))
+    assert second["turns"] == 2300
+    assert (round(second["sat_kappa"], 2), round(second["dsat_kappa"], 2)) == (0.86, 0.91)
+    isolated = agreement(read_reading("isolated"))
+    assert isolated["turns"] == 150
+    assert (round(isolated["sat_kappa"], 2), round(isolated["dsat_kappa"], 2)) == (0.89, 0.80)
+    with pytest.raises(ValueError, match="reading"):
+        read_reading("third")

@@ -27,6 +27,17 @@ DATA_DIR = Path(__file__).with_name("data")
 DEVSET_CSV = DATA_DIR / "feedback_dev.csv"
 #: 100 of the turns relabelled blind by a second annotator, for inter-annotator agreement.
 SECOND_ANNOTATOR_CSV = DATA_DIR / "feedback_dev_second.csv"
+#: The first reading of every turn (batches 1-5), as it stood before the adjudication of data/README.md §8.
+#: The split was made from these labels, so it is reproduced from them.
+FIRST_READING_CSV = DATA_DIR / "feedback_dev_first.csv"
+#: Extra readings without ``split`` (columns of READING_COLUMNS): the second reading of all turns (S1-S16) and
+#: an isolated blind reading of 150 turns (B1-B2). The adjudication of the turns whose flags differ between
+#: the first and second reading is ADJUDICATION_CSV; its labels are the ones in DEVSET_CSV.
+READING_CSVS = {
+    "second": DATA_DIR / "feedback_dev_reread.csv",
+    "isolated": DATA_DIR / "feedback_dev_isolated.csv",
+}
+ADJUDICATION_CSV = DATA_DIR / "feedback_dev_adjudication.csv"
 
 COLUMNS: tuple[str, ...] = (
     "conversation_id",
@@ -243,18 +254,48 @@ def read_second_annotations(path: Path = SECOND_ANNOTATOR_CSV) -> list[DevsetRow
         ]
 
 
-def annotator_agreement() -> dict[str, float | int]:
-    """Cohen's κ (SAT, DSAT) between the dev set's labels and the second annotator's on the same turns."""
+def read_reading(name: str) -> list[DevsetRow]:
+    """One of the extra readings of ``READING_CSVS`` (``"second"`` or ``"isolated"``); ``annotator`` is its reader."""
+    if name not in READING_CSVS:
+        raise ValueError(f"reading must be one of {sorted(READING_CSVS)}, not {name!r}")
+    path = READING_CSVS[name]
+    with path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        expected = tuple(c for c in COLUMNS if c != "split")
+        if tuple(reader.fieldnames or ()) != expected:
+            raise DevsetError(f"{path.name}: expected columns {','.join(expected)}, got {reader.fieldnames}")
+        return [
+            _parse_row({**raw, "split": "tune"}, f"{path.name} line {line}") for line, raw in enumerate(reader, start=2)
+        ]
+
+
+def read_adjudication() -> dict[tuple[str, int], tuple[DevsetRow, str]]:
+    """The adjudicated turns: their final labels and which reading the adjudicator took (first, second or own)."""
+    with ADJUDICATION_CSV.open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        out: dict[tuple[str, int], tuple[DevsetRow, str]] = {}
+        for line, raw in enumerate(reader, start=2):
+            where = f"{ADJUDICATION_CSV.name} line {line}"
+            if raw["choice"] not in ("first", "second", "own"):
+                raise DevsetError(f"{where}: choice must be first, second or own, not {raw['choice']!r}")
+            row = _parse_row({**raw, "split": "tune", "annotator": raw["adjudicator"]}, where)
+            out[(row.conversation_id, row.turn_index)] = (row, raw["choice"])
+    return out
+
+
+def agreement(
+    readings: Sequence[DevsetRow], against: Sequence[DevsetRow] | None = None
+) -> dict[str, float | int]:
+    """Cohen's κ and raw agreement (SAT, DSAT) between ``readings`` and ``against`` (default: the first
+    readings) on the turns they share."""
     from wfsql.eval.metrics import cohen_kappa
 
-    first = {(row.conversation_id, row.turn_index): row for row in read_rows()}
-    second = read_second_annotations()
-    missing = [
-        (row.conversation_id, row.turn_index) for row in second if (row.conversation_id, row.turn_index) not in first
-    ]
+    base = {(row.conversation_id, row.turn_index): row for row in (against or read_rows(path=FIRST_READING_CSV))}
+    keys = [(row.conversation_id, row.turn_index) for row in readings]
+    missing = [key for key in keys if key not in base]
     if missing:
-        raise DevsetError(f"second-annotator rows not in the dev set: {missing[:5]}")
-    pairs = [(first[(row.conversation_id, row.turn_index)], row) for row in second]
+        raise DevsetError(f"readings of turns not in the dev set: {missing[:5]}")
+    pairs = [(base[key], row) for key, row in zip(keys, readings, strict=True)]
     return {
         "turns": len(pairs),
         "sat_kappa": cohen_kappa([a.sat for a, _ in pairs], [b.sat for _, b in pairs]),
@@ -262,6 +303,11 @@ def annotator_agreement() -> dict[str, float | int]:
         "sat_agreement": sum(a.sat == b.sat for a, b in pairs) / len(pairs),
         "dsat_agreement": sum(a.dsat == b.dsat for a, b in pairs) / len(pairs),
     }
+
+
+def annotator_agreement() -> dict[str, float | int]:
+    """Cohen's κ (SAT, DSAT) between the first readings and the 100-turn blind second annotator's labels."""
+    return agreement(read_second_annotations())
 
 
 def check_devset(rows: Sequence[DevsetRow] | None = None) -> list[str]:
