@@ -66,7 +66,7 @@ def main() -> None:
     model = LlamaForCausalLM(config).to(dtype)
     # A random model stops wherever its argmax lands on an end token (on one H200 run every prompt stopped at
     # once: 0 new tokens). Zeroed embedding rows give the special tokens a logit of 0 under the tied head,
-    # below the best of ~49k random logits, so every prompt generates --generate tokens.
+    # below the best of ~49k random logits, so prompts run to --generate tokens (the shortfall is printed).
     with torch.no_grad():
         model.get_input_embeddings().weight[tokenizer.all_special_ids] = 0
     model.save_pretrained(workdir)
@@ -132,8 +132,9 @@ def main() -> None:
     assert not failed, f"{len(failed)} generate rows failed, first: {failed[0]}"
     new_tokens = sum(r.completion_tokens for r in generated)
     assert new_tokens > 0, "no prompt generated a token"
+    short = len(prompts) * args.generate - new_tokens  # rows that stopped before --generate tokens
     print(f"generate: {new_tokens / seconds:,.0f} new tokens/s over {len(prompts)} prompts "
-          f"({new_tokens:,} new tokens in {seconds:.1f}s)")
+          f"({new_tokens:,} new tokens in {seconds:.1f}s; {short:,} short of {len(prompts)} x {args.generate})")
     # Constrained decoding (outlines) and label classification on the same device: every row must come back
     # as an answer or as a rejected output (a random model may not close its JSON in time), never an error.
     schema = {"type": "object", "properties": {"topic": {"type": "string"}, "ok": {"type": "boolean"}},

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Both GPU checks on a CUDA host with no network, as run on one H200 (docs/scale-out.md, Figures).
-# Prepare here, in an ignored .gpu/ folder, and send it along: .gpu/whl/ (py3.12 manylinux wheels of what the host
+# Prepare here, in the .gpu/ folder (git-ignored), and send it along: .gpu/whl/ (py3.12 manylinux wheels of what the host
 # lacks: transformers, trl, datasets, dill, multiprocess, duckdb, sqlglot, outlines, outlines_core, pydantic and its
 # deps, jsonschema and its deps, genson, diskcache, orjson, zstandard, peft, typer; `pip download --no-deps
 # --only-binary=:all: --python-version 3.12 --platform manylinux_2_28_x86_64 ...`), .gpu/tokenizer/ (the tokenizer
 # files of the converted default model) and .gpu/conversations.jsonl (sample records, one JSON per line).
 # Usage: bash benchmarks/gpu_offline_run.sh   (LLM_BUDGET / TRAIN_BUDGET seconds, LLM_ARGS / TRAIN_ARGS extra flags)
 set -u
+cd "$(dirname "$0")/.."
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 t0=$(date +%s)

@@ -87,8 +87,9 @@ def write_conversations(path: Path, count: int, source: Path | None = None) -> i
     if source is not None:  # a JSONL file of ShareGPT records brought along (a host without the package)
         path.parent.mkdir(parents=True, exist_ok=True)
         lines = source.read_bytes().splitlines(keepends=True)
-        path.write_bytes(b"".join(lines[:count] if count else lines))
-        return sum(1 for _ in path.open("rb"))
+        kept = lines[:count] if count else lines  # --conversations 0 takes the whole file here
+        path.write_bytes(b"".join(kept))
+        return len(kept)
     records = []
     if count:
         try:

@@ -264,22 +264,34 @@ def read_reading(name: str) -> list[DevsetRow]:
         expected = tuple(c for c in COLUMNS if c != "split")
         if tuple(reader.fieldnames or ()) != expected:
             raise DevsetError(f"{path.name}: expected columns {','.join(expected)}, got {reader.fieldnames}")
-        return [
+        rows = [
             _parse_row({**raw, "split": "tune"}, f"{path.name} line {line}") for line, raw in enumerate(reader, start=2)
         ]
+    keys = [(row.conversation_id, row.turn_index) for row in rows]
+    if len(set(keys)) != len(keys):
+        raise DevsetError(f"{path.name}: duplicate rows")
+    return rows
 
 
 def read_adjudication() -> dict[tuple[str, int], tuple[DevsetRow, str]]:
-    """The adjudicated turns: their final labels and which reading the adjudicator took (first, second or own)."""
+    """The adjudicated turns: their final labels and whose flags the adjudicator took (first, second or own; the
+    categories can still be the adjudicator's own, as in one turn)."""
+    expected = (*(c for c in COLUMNS if c not in ("split", "note", "annotator")), "choice", "note", "adjudicator")
     with ADJUDICATION_CSV.open(newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
+        if tuple(reader.fieldnames or ()) != expected:
+            columns = ",".join(expected)
+            raise DevsetError(f"{ADJUDICATION_CSV.name}: expected columns {columns}, got {reader.fieldnames}")
         out: dict[tuple[str, int], tuple[DevsetRow, str]] = {}
         for line, raw in enumerate(reader, start=2):
             where = f"{ADJUDICATION_CSV.name} line {line}"
             if raw["choice"] not in ("first", "second", "own"):
                 raise DevsetError(f"{where}: choice must be first, second or own, not {raw['choice']!r}")
             row = _parse_row({**raw, "split": "tune", "annotator": raw["adjudicator"]}, where)
-            out[(row.conversation_id, row.turn_index)] = (row, raw["choice"])
+            key = (row.conversation_id, row.turn_index)
+            if key in out:
+                raise DevsetError(f"{where}: duplicate row {key}")
+            out[key] = (row, raw["choice"])
     return out
 
 
@@ -290,7 +302,8 @@ def agreement(
     readings) on the turns they share."""
     from wfsql.eval.metrics import cohen_kappa
 
-    base = {(row.conversation_id, row.turn_index): row for row in (against or read_rows(path=FIRST_READING_CSV))}
+    base_rows = read_rows(path=FIRST_READING_CSV) if against is None else against
+    base = {(row.conversation_id, row.turn_index): row for row in base_rows}
     keys = [(row.conversation_id, row.turn_index) for row in readings]
     missing = [key for key in keys if key not in base]
     if missing:
