@@ -250,3 +250,23 @@ def test_a_re_sent_request_is_recognised_from_the_capped_history() -> None:
     assert features(long_request, reply, long_history)["restates_request"] == 1.0
     classifier = default_classifier()
     assert classifier.predict(reply, request, history)[1]["dsat"] > classifier.predict(reply, request, "")[1]["dsat"]
+
+
+def test_a_prior_cue_makes_the_side_positive_whatever_the_score() -> None:
+    """`SideModel.prior` (data/README.md §9): a firing prior cue decides the side; without one the threshold does;
+    the prior survives JSON, and files written without one load as before."""
+    from wfsql.llm.calibrated import CalibratedClassifier, SideModel
+
+    low = SideModel({"thanks": 0.0}, -5.0, 0.5, "gratitude", ("thanks",))
+    assert low.positive({"thanks": 1.0}, low.probability({"thanks": 1.0}))
+    assert not low.positive({"thanks": 0.0}, low.probability({"thanks": 0.0}))
+    plain = SideModel({"thanks": 0.0}, -5.0, 0.5, "revision")
+    classifier = CalibratedClassifier("t", low, plain)
+    value, probabilities = classifier.predict("Here is the code.", "Thank you so much, now make it async please")
+    assert value["sat"] and "gratitude" in value["sat_categories"] and probabilities["sat"] < 0.5
+    assert not value["dsat"]
+    raw = classifier.to_json()
+    assert raw["sat"]["prior"] == ["thanks"] and "prior" not in raw["dsat"]
+    assert CalibratedClassifier.from_json(raw) == classifier
+    with pytest.raises(ValueError, match="unknown features"):
+        CalibratedClassifier.from_json({**raw, "sat": {**raw["sat"], "prior": ["no_such_cue"]}})

@@ -29,6 +29,10 @@ LAMBDAS = (0.001, 0.003, 0.01, 0.03, 0.1)
 THRESHOLDS = tuple(round(0.2 + 0.05 * i, 2) for i in range(15))  # 0.20 … 0.90
 FOLDS = 5
 STEPS = 3000
+#: High-precision SAT cues that make a turn SAT whatever its score (`SideModel.prior`). Empty: the shipped
+#: procedure; `SAT_PRIOR_CANDIDATE` is the variant that data/README.md §9 judges on batch 6.
+SAT_PRIOR: tuple[str, ...] = ()
+SAT_PRIOR_CANDIDATE: tuple[str, ...] = ("thanks", "praise", "short_positive", "ack")
 MAX_HISTORY_CHARS = TEMPLATE_MAX_HISTORY_CHARS  # fit on what `feedback_signal` sees when deployed
 MAX_REPLY_CHARS = TEMPLATE_MAX_REPLY_CHARS
 
@@ -76,11 +80,23 @@ def _folds(conversations: Sequence[str], order: Sequence[str]) -> Any:
     return np.array([fold_of[c] for c in conversations])
 
 
-def fit_side(x: Any, y: Any, conversations: Sequence[str]) -> tuple[Any, float, float, float]:
-    """(weights with bias last, lambda, threshold, cross-validated κ) for one side."""
+def _prior_mask(x: Any, prior: Sequence[str]) -> Any:
+    """Rows where any `prior` feature fires (all False for no prior)."""
+    import numpy as np
+
+    columns = [FEATURES.index(name) for name in prior]
+    return (x[:, columns] > 0).any(axis=1) if columns else np.zeros(len(x), dtype=bool)
+
+
+def fit_side(
+    x: Any, y: Any, conversations: Sequence[str], prior: Sequence[str] = ()
+) -> tuple[Any, float, float, float]:
+    """(weights with bias last, lambda, threshold, cross-validated κ) for one side; the threshold is chosen for
+    predictions that the `prior` cues also make positive."""
     import numpy as np
 
     fold = _folds(conversations, sorted(set(conversations)))
+    forced = _prior_mask(x, prior)
     best: tuple[float, float, float] | None = None
     for lam in LAMBDAS:
         out_of_fold = np.zeros(len(y))
@@ -88,7 +104,7 @@ def fit_side(x: Any, y: Any, conversations: Sequence[str]) -> tuple[Any, float, 
             w = _fit(x[fold != k], y[fold != k], lam)
             out_of_fold[fold == k] = _predict(x[fold == k], w)
         for threshold in THRESHOLDS:
-            kappa = cohen_kappa(list(y == 1), list(out_of_fold > threshold))
+            kappa = cohen_kappa(list(y == 1), list((out_of_fold > threshold) | forced))
             if best is None or kappa > best[0] + 1e-12:
                 best = (kappa, lam, threshold)
     assert best is not None
@@ -96,7 +112,7 @@ def fit_side(x: Any, y: Any, conversations: Sequence[str]) -> tuple[Any, float, 
     return _fit(x, y, lam), lam, threshold, kappa
 
 
-def fit(turns: Sequence[Any]) -> tuple[CalibratedClassifier, dict[str, Any]]:
+def fit(turns: Sequence[Any], sat_prior: Sequence[str] | None = None) -> tuple[CalibratedClassifier, dict[str, Any]]:
     """The classifier fitted on labelled dev-set turns, and a report of the choices made."""
     import numpy as np
 
@@ -104,9 +120,10 @@ def fit(turns: Sequence[Any]) -> tuple[CalibratedClassifier, dict[str, Any]]:
     conversations = [t.conversation_id for t in turns]
     sides: dict[str, SideModel] = {}
     report: dict[str, Any] = {"turns": len(turns)}
+    priors = {"sat": tuple(SAT_PRIOR if sat_prior is None else sat_prior), "dsat": ()}
     for side in ("sat", "dsat"):
         y = np.array([bool(getattr(t, side)) for t in turns], dtype=float)
-        w, lam, threshold, kappa = fit_side(x, y, conversations)
+        w, lam, threshold, kappa = fit_side(x, y, conversations, priors[side])
         counts = Counter(c for t in turns for c in getattr(t, f"{side}_categories"))
         fallback = sorted(counts.items(), key=lambda item: (-item[1], item[0]))[0][0]
         sides[side] = SideModel(
@@ -114,8 +131,11 @@ def fit(turns: Sequence[Any]) -> tuple[CalibratedClassifier, dict[str, Any]]:
             round(float(w[-1]), 6),
             threshold,
             fallback,
+            priors[side],
         )
         report[side] = {"lambda": lam, "threshold": threshold, "cv_kappa": round(kappa, 4), "fallback": fallback}
+        if priors[side]:
+            report[side]["prior"] = list(priors[side])
     body = json.dumps(
         {s: CalibratedClassifier("", sides["sat"], sides["dsat"]).to_json()[s] for s in sides}, sort_keys=True
     )
@@ -123,7 +143,7 @@ def fit(turns: Sequence[Any]) -> tuple[CalibratedClassifier, dict[str, Any]]:
     return CalibratedClassifier(version, sides["sat"], sides["dsat"]), report
 
 
-def repeated_cv(turns: Sequence[Any], repeats: int = 5) -> dict[str, Any]:
+def repeated_cv(turns: Sequence[Any], repeats: int = 5, sat_prior: Sequence[str] | None = None) -> dict[str, Any]:
     """Cohen's κ per side of the whole fitting procedure, cross-validated `repeats` times over conversations.
 
     Why: `fit` picks λ and the threshold by the κ of one 5-fold assignment, so its `cv_kappa` is the best of
@@ -139,6 +159,7 @@ def repeated_cv(turns: Sequence[Any], repeats: int = 5) -> dict[str, Any]:
     conversations = [t.conversation_id for t in turns]
     distinct = sorted(set(conversations))
     kappas: dict[str, list[float]] = {"sat": [], "dsat": []}
+    priors = {"sat": tuple(SAT_PRIOR if sat_prior is None else sat_prior), "dsat": ()}
     for repeat in range(repeats):
         order = distinct[:]
         random.Random(1000 + repeat).shuffle(order)
@@ -149,8 +170,8 @@ def repeated_cv(turns: Sequence[Any], repeats: int = 5) -> dict[str, Any]:
             for k in range(FOLDS):
                 train = fold != k
                 groups = [c for c, keep in zip(conversations, train, strict=True) if keep]
-                w, _, threshold, _ = fit_side(x[train], y[train], groups)
-                predicted[~train] = _predict(x[~train], w) > threshold
+                w, _, threshold, _ = fit_side(x[train], y[train], groups, priors[side])
+                predicted[~train] = (_predict(x[~train], w) > threshold) | _prior_mask(x[~train], priors[side])
             kappas[side].append(round(cohen_kappa(list(y == 1), list(predicted)), 4))
     summary: dict[str, Any] = {"turns": len(turns), "repeats": repeats, "per_repeat": kappas}
     for side, values in kappas.items():
@@ -167,11 +188,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeated-cv", type=int, metavar="N", default=0,
                         help="only print the procedure's κ under N repeated 5-fold CVs of the tuning half")
+    parser.add_argument("--sat-prior", default=None, metavar="FEATURES",
+                        help="comma-separated SAT prior cues instead of SAT_PRIOR ('' for none)")
     args = parser.parse_args()
+    sat_prior = None if args.sat_prior is None else tuple(n for n in args.sat_prior.split(",") if n)
     if args.repeated_cv:
-        print(json.dumps(repeated_cv(load_devset("tune"), args.repeated_cv), indent=2))
+        print(json.dumps(repeated_cv(load_devset("tune"), args.repeated_cv, sat_prior), indent=2))
         return
-    classifier, report = fit(load_devset("tune"))
+    classifier, report = fit(load_devset("tune"), sat_prior)
     WEIGHTS_FILE.parent.mkdir(parents=True, exist_ok=True)
     WEIGHTS_FILE.write_text(json.dumps(classifier.to_json(), indent=2) + "\n")
     print(json.dumps(report, indent=2))

@@ -26,16 +26,25 @@ WEIGHTS_FILE = Path(__file__).with_name("data") / "feedback_calibrated.json"
 
 @dataclass(frozen=True)
 class SideModel:
-    """One side's logistic model: P(side) = sigmoid(bias + weights · features); positive above threshold."""
+    """One side's logistic model: P(side) = sigmoid(bias + weights · features); positive above threshold.
+
+    `prior` names high-precision cues (e.g. thanks or praise words) that make the side positive whatever the
+    score: a logistic model adds evidence, so a long turn that thanks the assistant and then asks for more can
+    score under the threshold although the thanks alone settle it.
+    """
 
     weights: dict[str, float]
     bias: float
     threshold: float
     fallback_category: str
+    prior: tuple[str, ...] = ()
 
     def probability(self, values: dict[str, float]) -> float:
         z = self.bias + sum(weight * values.get(name, 0.0) for name, weight in self.weights.items())
         return 1.0 / (1.0 + math.exp(-z))
+
+    def positive(self, values: dict[str, float], probability: float) -> bool:
+        return probability > self.threshold or any(values.get(name, 0.0) > 0 for name in self.prior)
 
 
 @dataclass(frozen=True)
@@ -54,8 +63,9 @@ class CalibratedClassifier:
         for side, model in (("sat", self.sat), ("dsat", self.dsat)):
             p = model.probability(values)
             probabilities[side] = p
-            named = categories(side, values) if p > model.threshold else []
-            if p > model.threshold and not named:
+            positive = model.positive(values, p)
+            named = categories(side, values) if positive else []
+            if positive and not named:
                 named = [model.fallback_category]
             value[side] = bool(named)
             value[f"{side}_categories"] = named
@@ -63,12 +73,15 @@ class CalibratedClassifier:
 
     def to_json(self) -> dict[str, Any]:
         def side(model: SideModel) -> dict[str, Any]:
-            return {
+            block: dict[str, Any] = {
                 "bias": model.bias,
                 "threshold": model.threshold,
                 "fallback_category": model.fallback_category,
-                "weights": model.weights,
             }
+            if model.prior:  # written only when used, so fits without a prior keep their files and versions
+                block["prior"] = list(model.prior)
+            block["weights"] = model.weights
+            return block
 
         return {"version": self.version, "features": list(FEATURES), "sat": side(self.sat), "dsat": side(self.dsat)}
 
@@ -79,9 +92,13 @@ class CalibratedClassifier:
             raise ValueError(f"calibrated weights were fitted on other features ({sorted(unknown)}); refit them")
 
         def side(block: dict[str, Any]) -> SideModel:
+            prior = tuple(str(name) for name in block.get("prior", ()))
+            unknown_prior = set(prior) - set(FEATURES)
+            if unknown_prior:
+                raise ValueError(f"calibrated prior names unknown features {sorted(unknown_prior)}; refit them")
             return SideModel(
                 {k: float(v) for k, v in block["weights"].items()}, float(block["bias"]),
-                float(block["threshold"]), str(block["fallback_category"]),
+                float(block["threshold"]), str(block["fallback_category"]), prior,
             )
 
         return cls(str(raw["version"]), side(raw["sat"]), side(raw["dsat"]))
