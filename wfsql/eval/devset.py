@@ -398,7 +398,7 @@ def assign_splits(
 #: The labelling batches, in order, by annotator; each batch was split starting from the totals the earlier
 #: ones left (data/README.md §3).
 BATCHES: tuple[frozenset[str], ...] = (
-    frozenset("A"), frozenset("BCDE"), frozenset("FGHI"), frozenset("JKLM"), frozenset("NOPQR")
+    frozenset("A"), frozenset("BCDE"), frozenset("FGHI"), frozenset("JKLM"), frozenset("NOPQR"), frozenset("TUVWYZ")
 )
 
 
@@ -416,7 +416,7 @@ def select_candidates(
     records: Iterable[Mapping[str, Any]],
     is_english: Callable[[str], bool],
     per_conversation: int = 2,
-    limit: int = 2300,
+    limit: int = 2900,
 ) -> tuple[list[tuple[str, int]], list[str]]:
     """Re-run the selection described in ``data/README.md``: ``((id, turn_index) pairs, skipped ids)``.
 
