@@ -170,29 +170,33 @@ def test_selection_procedure_reproduces_the_csv() -> None:
     per_conversation = Counter(cid for cid, _ in chosen)
     assert max(per_conversation.values()) <= 2
     # Each batch is what a larger limit added (the set grew by re-running the selection with a larger limit).
-    for limit, batches in ((340, BATCHES[:1]), (1000, BATCHES[:2]), (1600, BATCHES[:3]), (1900, BATCHES[:4])):
+    limits = ((340, BATCHES[:1]), (1000, BATCHES[:2]), (1600, BATCHES[:3]), (1900, BATCHES[:4]), (2300, BATCHES[:5]))
+    for limit, batches in limits:
         earlier, _ = select_candidates(sample_conversations(sys.maxsize), is_english, limit=limit)
         annotators = set().union(*batches)
         assert [(row.conversation_id, row.turn_index) for row in rows if row.annotator in annotators] == earlier
 
 
 def test_split_procedure_reproduces_the_csv_batch_by_batch() -> None:
-    # The split was made from the first readings (the adjudication of §8 came later and left it alone).
-    rows = read_rows(path=FIRST_READING_CSV)
-    assert [(r.conversation_id, r.turn_index, r.split) for r in rows] == [
-        (r.conversation_id, r.turn_index, r.split) for r in read_rows()
+    # Each batch was split once, from its labels at the time: the first readings for batches 1-5 (the
+    # adjudication of data/README.md §8 came later and left the split alone), the adjudicated labels for batch 6.
+    first = read_rows(path=FIRST_READING_CSV)
+    final = read_rows()
+    assert [(r.conversation_id, r.turn_index, r.split) for r in first] == [
+        (r.conversation_id, r.turn_index, r.split) for r in final
     ]
+    rows = [r for r in first if r.annotator not in BATCHES[5]] + [r for r in final if r.annotator in BATCHES[5]]
     assert {row.annotator for row in rows} == set().union(*BATCHES)
     halves = recompute_splits(rows)
     assert all(halves[row.conversation_id] == row.split for row in rows)
-    first = [row for row in rows if row.annotator == "A"]
-    assert assign_splits(first)[1] == {"tune": (171, 52, 15), "test": (170, 52, 15)}  # the first release's halves
-    # The halves stay balanced on turns, DSAT and SAT counts: exactly the README's table (the greedy rule places
-    # whole conversations, up to two turns each, so DSAT ended 390 vs 386 after batch 5).
+    first_batch = [row for row in rows if row.annotator == "A"]
+    assert assign_splits(first_batch)[1] == {"tune": (171, 52, 15), "test": (170, 52, 15)}  # the first release's halves
+    # The halves stay balanced on turns, DSAT and SAT counts of the split-time labels (the greedy rule places whole
+    # conversations, up to two turns each).
     totals = {half: [0, 0, 0] for half in SPLITS}
     for row in rows:
         totals[row.split] = [totals[row.split][0] + 1, totals[row.split][1] + row.dsat, totals[row.split][2] + row.sat]
-    assert totals == {"tune": [1150, 390, 111], "test": [1150, 386, 111]}
+    assert totals == {"tune": [1449, 500, 152], "test": [1451, 501, 152]}
     # Splitting a later batch from zero would put conversations elsewhere: the carried totals matter.
     second = [row for row in rows if row.annotator in BATCHES[1]]
     assert any(assign_splits(second)[0][row.conversation_id] != row.split for row in second)
@@ -215,9 +219,9 @@ def test_adjudicated_labels_are_the_first_reading_except_where_the_second_disagr
     second = {(r.conversation_id, r.turn_index): r for r in read_reading("second")}
     final = {(r.conversation_id, r.turn_index): r for r in read_rows()}
     adjudicated = read_adjudication()
-    assert set(first) == set(second) == set(final) and len(final) == 2300
+    assert set(first) == set(second) == set(final) and len(final) == 2900
     disputed = {k for k in first if (first[k].sat, first[k].dsat) != (second[k].sat, second[k].dsat)}
-    assert disputed == set(adjudicated) and len(disputed) == 141
+    assert disputed == set(adjudicated) and len(disputed) == 141 + 27  # §8 (batches 1-5) and §9 (batch 6)
     for key, row in final.items():
         expected = adjudicated[key][0] if key in disputed else first[key]
         assert (row.sat, row.dsat, row.sat_categories, row.dsat_categories) == (
@@ -226,7 +230,7 @@ def test_adjudicated_labels_are_the_first_reading_except_where_the_second_disagr
         assert row.split == first[key].split and row.annotator == first[key].annotator
     # Which reading the adjudicators took, as data/README.md §8 reports it.
     choices = [choice for _, choice in adjudicated.values()]
-    assert (choices.count("first"), choices.count("second"), choices.count("own")) == (51, 90, 0)
+    assert (choices.count("first"), choices.count("second"), choices.count("own")) == (51 + 16, 90 + 11, 0)
     for key, (row, choice) in adjudicated.items():
         if choice != "own":
             taken = first[key] if choice == "first" else second[key]
@@ -235,8 +239,12 @@ def test_adjudicated_labels_are_the_first_reading_except_where_the_second_disagr
 
 def test_reading_agreement_is_as_documented() -> None:
     second = agreement(read_reading("second"))
-    assert second["turns"] == 2300
-    assert (round(second["sat_kappa"], 2), round(second["dsat_kappa"], 2)) == (0.86, 0.91)
+    assert second["turns"] == 2900
+    assert (round(second["sat_kappa"], 2), round(second["dsat_kappa"], 2)) == (0.88, 0.91)
+    fresh = [row for row in read_reading("second") if row.annotator in {f"S{n}" for n in range(17, 23)}]
+    batch6 = agreement(fresh)  # two isolated readings of batch 6 (data/README.md §9)
+    assert batch6["turns"] == 600
+    assert (round(batch6["sat_kappa"], 2), round(batch6["dsat_kappa"], 2)) == (0.95, 0.93)
     isolated = agreement(read_reading("isolated"))
     assert isolated["turns"] == 150
     assert (round(isolated["sat_kappa"], 2), round(isolated["dsat_kappa"], 2)) == (0.89, 0.80)
