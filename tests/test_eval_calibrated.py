@@ -9,7 +9,7 @@ import pytest
 
 from wfsql.llm.calibrated import WEIGHTS_FILE, CalibratedClassifier, default_classifier
 from wfsql.llm.feedback import check_feedback_value
-from wfsql.llm.lexical import FEATURES, features
+from wfsql.llm.lexical import FEATURES, categories, features
 from wfsql.llm.models import ModelSpec
 
 
@@ -64,7 +64,7 @@ def test_change_requests_and_error_reports_about_the_previous_reply_are_dsat() -
     assert not predict(prose, "Now write a poem about the sea.")["dsat"]  # a new task is neither
 
 
-def test_supplying_what_the_reply_asked_for_is_compliance() -> None:
+def test_supplying_what_the_reply_asked_for_raises_sat_as_compliance() -> None:
     asks = "I can help with that. Could you please paste the text of the article you want summarised?"
     article = "Here it is: The city council met on Tuesday to discuss the new budget for parks and libraries."
     values = features(article, asks)
@@ -77,6 +77,7 @@ def test_supplying_what_the_reply_asked_for_is_compliance() -> None:
     supplied = classifier.predict(asks, article)[1]
     assert supplied["sat"] > classifier.predict(plain, article)[1]["sat"] + 0.3
     assert not predict(asks, article)["dsat"]
+    assert "compliance" in categories("sat", values)  # the category it names when the side is positive
     question = "Do you want the report for the whole year or for the last quarter?"
     assert features("The last quarter, for the sales team.", question)["answers_reply_question"] == 1.0
     assert features("What is a quarter?", question)["answers_reply_question"] == 0.0  # a question back is not
@@ -275,3 +276,38 @@ def test_a_prior_cue_makes_the_side_positive_whatever_the_score() -> None:
     assert CalibratedClassifier.from_json(raw) == classifier
     with pytest.raises(ValueError, match="unknown features"):
         CalibratedClassifier.from_json({**raw, "sat": {**raw["sat"], "prior": ["no_such_cue"]}})
+
+
+def test_fitting_with_a_sat_prior_forces_its_turns_and_is_recorded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`fit(..., sat_prior=...)` (data/README.md §9): the prior reaches the SAT side and the report, changes the
+    version, leaves DSAT without one, makes every turn whose cue fires SAT even where the labels say otherwise,
+    and repeated CV applies it to the held-out predictions; an unknown cue name is an error, not a silent no-op."""
+    from wfsql.eval import calibrate
+    from wfsql.eval.calibrate import fit, repeated_cv
+    from wfsql.eval.devset import LabelledTurn
+
+    monkeypatch.setattr(calibrate, "LAMBDAS", (0.01,))
+    monkeypatch.setattr(calibrate, "STEPS", 400)
+
+    def turn(i: int, user: str, sat: bool, dsat: bool) -> LabelledTurn:
+        return LabelledTurn(f"c{i}", 2, "tune", sat, dsat, ("gratitude",) if sat else (),
+                            ("revision",) if dsat else (), "", "Here is the function you asked for.", user)
+
+    kinds = [("Thank you so much, that is perfect!", True, False),
+             ("No, rewrite it shorter and fix the bug in line 3.", False, True),
+             ("What is the capital of Peru?", False, False),
+             ("Thanks. Now what is the capital of Chile?", False, False)]  # thanks for a new request: labelled neither
+    turns = [turn(i, *kinds[i % 4]) for i in range(80)]
+    plain, _ = fit(turns, sat_prior=())
+    primed, report = fit(turns, sat_prior=("thanks",))
+    assert primed.sat.prior == ("thanks",) and primed.dsat.prior == () and plain.sat.prior == ()
+    assert report["sat"]["prior"] == ["thanks"] and "prior" not in report["dsat"]
+    assert primed.version != plain.version
+    reply, thanks_then_new = "Here is the function you asked for.", "Thanks. Now what is the capital of Chile?"
+    assert primed.predict(reply, thanks_then_new)[0]["sat"]  # forced, although such tuning turns are labelled neither
+    assert not plain.predict(reply, thanks_then_new)[0]["sat"]
+    with_prior = repeated_cv(turns, repeats=1, sat_prior=("thanks",))["sat_kappa_mean"]
+    without = repeated_cv(turns, repeats=1, sat_prior=())["sat_kappa_mean"]
+    assert with_prior < without == 1.0  # the forced turns are false positives here
+    with pytest.raises(ValueError, match="unknown prior"):
+        fit(turns, sat_prior=("thank_you",))

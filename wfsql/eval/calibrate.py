@@ -18,6 +18,7 @@ import hashlib
 import json
 from collections import Counter
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from wfsql.eval import TEMPLATE_MAX_HISTORY_CHARS, TEMPLATE_MAX_REPLY_CHARS
@@ -80,11 +81,19 @@ def _folds(conversations: Sequence[str], order: Sequence[str]) -> Any:
     return np.array([fold_of[c] for c in conversations])
 
 
+def check_prior(prior: Sequence[str]) -> tuple[str, ...]:
+    """`prior` as a tuple, after checking every name is a feature (a typo would otherwise fit without it)."""
+    unknown = [name for name in prior if name not in FEATURES]
+    if unknown:
+        raise ValueError(f"unknown prior feature(s) {unknown}; choose from wfsql.llm.lexical.FEATURES")
+    return tuple(prior)
+
+
 def _prior_mask(x: Any, prior: Sequence[str]) -> Any:
     """Rows where any `prior` feature fires (all False for no prior)."""
     import numpy as np
 
-    columns = [FEATURES.index(name) for name in prior]
+    columns = [FEATURES.index(name) for name in check_prior(prior)]
     return (x[:, columns] > 0).any(axis=1) if columns else np.zeros(len(x), dtype=bool)
 
 
@@ -120,7 +129,7 @@ def fit(turns: Sequence[Any], sat_prior: Sequence[str] | None = None) -> tuple[C
     conversations = [t.conversation_id for t in turns]
     sides: dict[str, SideModel] = {}
     report: dict[str, Any] = {"turns": len(turns)}
-    priors = {"sat": tuple(SAT_PRIOR if sat_prior is None else sat_prior), "dsat": ()}
+    priors = {"sat": check_prior(SAT_PRIOR if sat_prior is None else sat_prior), "dsat": ()}
     for side in ("sat", "dsat"):
         y = np.array([bool(getattr(t, side)) for t in turns], dtype=float)
         w, lam, threshold, kappa = fit_side(x, y, conversations, priors[side])
@@ -159,7 +168,7 @@ def repeated_cv(turns: Sequence[Any], repeats: int = 5, sat_prior: Sequence[str]
     conversations = [t.conversation_id for t in turns]
     distinct = sorted(set(conversations))
     kappas: dict[str, list[float]] = {"sat": [], "dsat": []}
-    priors = {"sat": tuple(SAT_PRIOR if sat_prior is None else sat_prior), "dsat": ()}
+    priors = {"sat": check_prior(SAT_PRIOR if sat_prior is None else sat_prior), "dsat": ()}
     for repeat in range(repeats):
         order = distinct[:]
         random.Random(1000 + repeat).shuffle(order)
@@ -190,16 +199,18 @@ def main() -> None:
                         help="only print the procedure's κ under N repeated 5-fold CVs of the tuning half")
     parser.add_argument("--sat-prior", default=None, metavar="FEATURES",
                         help="comma-separated SAT prior cues instead of SAT_PRIOR ('' for none)")
+    parser.add_argument("--out", type=Path, default=WEIGHTS_FILE,
+                        help="where to write the weights (default: the shipped file)")
     args = parser.parse_args()
     sat_prior = None if args.sat_prior is None else tuple(n for n in args.sat_prior.split(",") if n)
     if args.repeated_cv:
         print(json.dumps(repeated_cv(load_devset("tune"), args.repeated_cv, sat_prior), indent=2))
         return
     classifier, report = fit(load_devset("tune"), sat_prior)
-    WEIGHTS_FILE.parent.mkdir(parents=True, exist_ok=True)
-    WEIGHTS_FILE.write_text(json.dumps(classifier.to_json(), indent=2) + "\n")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(classifier.to_json(), indent=2) + "\n")
     print(json.dumps(report, indent=2))
-    print(f"wrote {WEIGHTS_FILE} ({classifier.version})")
+    print(f"wrote {args.out} ({classifier.version})")
 
 
 if __name__ == "__main__":

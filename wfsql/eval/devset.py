@@ -27,12 +27,12 @@ DATA_DIR = Path(__file__).with_name("data")
 DEVSET_CSV = DATA_DIR / "feedback_dev.csv"
 #: 100 of the turns relabelled blind by a second annotator, for inter-annotator agreement.
 SECOND_ANNOTATOR_CSV = DATA_DIR / "feedback_dev_second.csv"
-#: The first reading of every turn (batches 1-5), as it stood before the adjudication of data/README.md §8.
-#: The split was made from these labels, so it is reproduced from them.
+#: The first reading of every turn, before adjudication (data/README.md §8, §9). Batches 1-5 were split from
+#: these labels, batch 6 from its adjudicated ones (the labels of each batch at the time it was split).
 FIRST_READING_CSV = DATA_DIR / "feedback_dev_first.csv"
-#: Extra readings without ``split`` (columns of READING_COLUMNS): the second reading of all turns (S1-S16) and
-#: an isolated blind reading of 150 turns (B1-B2). The adjudication of the turns whose flags differ between
-#: the first and second reading is ADJUDICATION_CSV; its labels are the ones in DEVSET_CSV.
+#: Extra readings without ``split``: the second reading of all turns (S1-S16 for batches 1-5, S17-S22 for
+#: batch 6) and an isolated blind reading of 150 turns (B1-B2). The adjudication of the turns whose flags differ
+#: between the first and second reading is ADJUDICATION_CSV; its labels are the ones in DEVSET_CSV.
 READING_CSVS = {
     "second": DATA_DIR / "feedback_dev_reread.csv",
     "isolated": DATA_DIR / "feedback_dev_isolated.csv",

