@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -210,27 +211,33 @@ def test_calibration_and_evaluation_cap_the_reply_as_the_template_does() -> None
     assert template.count(f"var('max_reply_chars', {TEMPLATE_MAX_REPLY_CHARS})") == 3
 
 
+_SYNTHETIC_KINDS = [("Thank you so much, that is perfect!", True, False),
+                    ("No, rewrite it shorter and fix the bug in line 3.", False, True),
+                    ("What is the capital of Peru?", False, False)]
+
+
+def _synthetic_turn(i: int, user: str, sat: bool, dsat: bool) -> Any:
+    """A labelled turn with made-up text (one conversation each), for fitting-procedure tests."""
+    from wfsql.eval.devset import LabelledTurn
+
+    return LabelledTurn(f"c{i}", 2, "tune", sat, dsat, ("gratitude",) if sat else (),
+                        ("revision",) if dsat else (), "", "Here is the function you asked for.", user)
+
+
 def test_repeated_cv_scores_the_whole_fitting_procedure_on_fresh_folds(monkeypatch: pytest.MonkeyPatch) -> None:
     """Separable labels score κ 1 on every repetition; labels unrelated to the text score far lower."""
     from wfsql.eval import calibrate
     from wfsql.eval.calibrate import repeated_cv
-    from wfsql.eval.devset import LabelledTurn
 
     monkeypatch.setattr(calibrate, "LAMBDAS", (0.01,))  # the search's cost, not what is tested
     monkeypatch.setattr(calibrate, "STEPS", 400)
 
-    def turn(i: int, user: str, sat: bool, dsat: bool) -> LabelledTurn:
-        return LabelledTurn(f"c{i}", 2, "tune", sat, dsat, ("gratitude",) if sat else (),
-                            ("revision",) if dsat else (), "", "Here is the function you asked for.", user)
-
-    kinds = [("Thank you so much, that is perfect!", True, False),
-             ("No, rewrite it shorter and fix the bug in line 3.", False, True),
-             ("What is the capital of Peru?", False, False)]
-    separable = [turn(i, *kinds[i % 3]) for i in range(60)]
+    kinds = _SYNTHETIC_KINDS
+    separable = [_synthetic_turn(i, *kinds[i % 3]) for i in range(60)]
     summary = repeated_cv(separable, repeats=2)
     assert summary["per_repeat"] == {"sat": [1.0, 1.0], "dsat": [1.0, 1.0]}
     assert summary["sat_kappa_mean"] == 1.0 and summary["turns"] == 60
-    scrambled = [turn(i, kinds[i % 3][0], *kinds[(i * 7 // 3) % 3][1:]) for i in range(60)]
+    scrambled = [_synthetic_turn(i, kinds[i % 3][0], *kinds[(i * 7 // 3) % 3][1:]) for i in range(60)]
     assert repeated_cv(scrambled, repeats=2)["sat_kappa_mean"] < 0.5
 
 
@@ -284,20 +291,13 @@ def test_fitting_with_a_sat_prior_forces_its_turns_and_is_recorded(monkeypatch: 
     and repeated CV applies it to the held-out predictions; an unknown cue name is an error, not a silent no-op."""
     from wfsql.eval import calibrate
     from wfsql.eval.calibrate import fit, repeated_cv
-    from wfsql.eval.devset import LabelledTurn
 
     monkeypatch.setattr(calibrate, "LAMBDAS", (0.01,))
     monkeypatch.setattr(calibrate, "STEPS", 400)
 
-    def turn(i: int, user: str, sat: bool, dsat: bool) -> LabelledTurn:
-        return LabelledTurn(f"c{i}", 2, "tune", sat, dsat, ("gratitude",) if sat else (),
-                            ("revision",) if dsat else (), "", "Here is the function you asked for.", user)
-
-    kinds = [("Thank you so much, that is perfect!", True, False),
-             ("No, rewrite it shorter and fix the bug in line 3.", False, True),
-             ("What is the capital of Peru?", False, False),
-             ("Thanks. Now what is the capital of Chile?", False, False)]  # thanks for a new request: labelled neither
-    turns = [turn(i, *kinds[i % 4]) for i in range(80)]
+    # thanks for a new request: labelled neither
+    kinds = [*_SYNTHETIC_KINDS, ("Thanks. Now what is the capital of Chile?", False, False)]
+    turns = [_synthetic_turn(i, *kinds[i % 4]) for i in range(80)]
     plain, _ = fit(turns, sat_prior=())
     primed, report = fit(turns, sat_prior=("thanks",))
     assert primed.sat.prior == ("thanks",) and primed.dsat.prior == () and plain.sat.prior == ()
