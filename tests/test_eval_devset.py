@@ -250,3 +250,34 @@ def test_reading_agreement_is_as_documented() -> None:
     assert (round(isolated["sat_kappa"], 2), round(isolated["dsat_kappa"], 2)) == (0.89, 0.80)
     with pytest.raises(ValueError, match="reading"):
         read_reading("third")
+
+
+@needs_sample
+def test_pending_batch_is_the_next_selection_and_its_adjudication_covers_the_disagreements() -> None:
+    """wfsql/eval/data/pending/: batch 7, labelled but unread. Only its shape is checked here (the labels' content
+    is for the next pre-registered decision): the next 600 turns of the selection, two readings, and an adjudicated
+    label exactly where the readings' flags differ."""
+    from wfsql.conversations.language import is_english
+
+    pending = DEVSET_CSV.parent / "pending"
+
+    def read(name: str) -> list[dict[str, str]]:
+        with (pending / name).open(newline="", encoding="utf-8") as handle:
+            return list(csv.DictReader(handle))
+
+    first, second, final = read("batch7_first.csv"), read("batch7_second.csv"), read("batch7_labels.csv")
+    adjudicated = {(r["conversation_id"], r["turn_index"]) for r in read("batch7_adjudication.csv")}
+    keys = [(r["conversation_id"], r["turn_index"]) for r in first]
+    assert keys == [(r["conversation_id"], r["turn_index"]) for r in second] == [
+        (r["conversation_id"], r["turn_index"]) for r in final
+    ]
+    chosen, _ = select_candidates(sample_conversations(sys.maxsize), is_english, limit=3500)
+    assert [(c, str(t)) for c, t in chosen[len(read_rows()):]] == keys
+    flags = [((a["sat"], a["dsat"]), (b["sat"], b["dsat"])) for a, b in zip(first, second, strict=True)]
+    disagree = {key for key, (a, b) in zip(keys, flags, strict=True) if a != b}
+    assert disagree == adjudicated
+    for row in final:
+        sat = [c for c in row["sat_categories"].split(";") if c]
+        dsat = [c for c in row["dsat_categories"].split(";") if c]
+        assert set(sat) <= set(SAT_CATEGORIES) and set(dsat) <= set(DSAT_CATEGORIES)
+        assert (row["sat"] == "true") == bool(sat) and (row["dsat"] == "true") == bool(dsat)
