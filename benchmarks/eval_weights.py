@@ -21,8 +21,8 @@ def main() -> None:
 
     import wfsql.eval.calibrate as cal
     from wfsql.eval.devset import load_devset, read_rows
-    from wfsql.eval.metrics import cohen_kappa, four_way
-    from wfsql.eval.run import cap
+    from wfsql.eval.metrics import cohen_kappa, evaluate
+    from wfsql.eval.run import LabelledRow, cap
     from wfsql.llm.calibrated import CalibratedClassifier
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -31,11 +31,18 @@ def main() -> None:
     parser.add_argument("weights", nargs="+", metavar="NAME=FILE")
     args = parser.parse_args()
     first_reader = {(r.conversation_id, r.turn_index): r.annotator for r in read_rows()}
+    readers = None if args.annotators is None else set(args.annotators)
     turns = [
         t for t in load_devset(args.split)
-        if args.annotators is None or first_reader[(t.conversation_id, t.turn_index)] in set(args.annotators)
+        if readers is None or first_reader[(t.conversation_id, t.turn_index)] in readers
     ]
     labels = [(t.sat, t.dsat) for t in turns]
+    capped = []  # what `feedback_signal` sees when deployed (the template's caps), as the fit saw it
+    for t in turns:
+        history, reply = cap(t.history, t.assistant_reply, cal.MAX_HISTORY_CHARS, cal.MAX_REPLY_CHARS)
+        truth = {"sat": t.sat, "dsat": t.dsat, "sat_categories": list(t.sat_categories),
+                 "dsat_categories": list(t.dsat_categories)}
+        capped.append(LabelledRow(history, reply, t.user_turn, truth))
     by_conversation: dict[str, list[int]] = {}
     for i, t in enumerate(turns):
         by_conversation.setdefault(t.conversation_id, []).append(i)
@@ -53,15 +60,11 @@ def main() -> None:
     for spec in args.weights:
         name, path = spec.split("=", 1)
         classifier = CalibratedClassifier.from_json(json.loads(Path(path).read_text()))
-        predicted = []
-        for t in turns:
-            history, reply = cap(t.history, t.assistant_reply, cal.MAX_HISTORY_CHARS, cal.MAX_REPLY_CHARS)
-            value, _ = classifier.predict(reply, t.user_turn, history)
-            predicted.append((value["sat"], value["dsat"]))
-        kappas = [cohen_kappa([y[s] for y in labels], [p[s] for p in predicted]) for s in (0, 1)]
-        accuracy = np.mean([four_way(*y) == four_way(*p) for y, p in zip(labels, predicted, strict=True)])
-        print(f"{name} ({classifier.version}): SAT κ {kappas[0]:.4f} ({interval(predicted, 0)}), "
-              f"DSAT κ {kappas[1]:.4f} ({interval(predicted, 1)}), 4-way {accuracy:.3f}")
+        values = [classifier.predict(row.assistant_reply, row.user_turn, row.history)[0] for row in capped]
+        predicted = [(value["sat"], value["dsat"]) for value in values]
+        scores = evaluate([row.labels for row in capped], values)
+        print(f"{name} ({classifier.version}): SAT κ {scores.sat_kappa:.4f} ({interval(predicted, 0)}), "
+              f"DSAT κ {scores.dsat_kappa:.4f} ({interval(predicted, 1)}), 4-way {scores.accuracy:.3f}")
 
 
 if __name__ == "__main__":

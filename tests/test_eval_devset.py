@@ -32,6 +32,7 @@ from wfsql.eval.devset import (
     qualifies,
     read_adjudication,
     read_reading,
+    read_reading_file,
     read_rows,
     read_second_annotations,
     recompute_splits,
@@ -260,24 +261,18 @@ def test_pending_batch_is_the_next_selection_and_its_adjudication_covers_the_dis
     from wfsql.conversations.language import is_english
 
     pending = DEVSET_CSV.parent / "pending"
-
-    def read(name: str) -> list[dict[str, str]]:
-        with (pending / name).open(newline="", encoding="utf-8") as handle:
-            return list(csv.DictReader(handle))
-
-    first, second, final = read("batch7_first.csv"), read("batch7_second.csv"), read("batch7_labels.csv")
-    adjudicated = {(r["conversation_id"], r["turn_index"]) for r in read("batch7_adjudication.csv")}
-    keys = [(r["conversation_id"], r["turn_index"]) for r in first]
-    assert keys == [(r["conversation_id"], r["turn_index"]) for r in second] == [
-        (r["conversation_id"], r["turn_index"]) for r in final
+    # Read like the dev set's own reading files: columns, categories, flags and duplicates are validated on the way.
+    first, second, final = (read_reading_file(pending / f"batch7_{name}.csv") for name in ("first", "second", "labels"))
+    adjudicated = set(read_adjudication(pending / "batch7_adjudication.csv"))
+    keys = [(r.conversation_id, r.turn_index) for r in first]
+    assert keys == [(r.conversation_id, r.turn_index) for r in second] == [
+        (r.conversation_id, r.turn_index) for r in final
     ]
     chosen, _ = select_candidates(sample_conversations(sys.maxsize), is_english, limit=3500)
-    assert [(c, str(t)) for c, t in chosen[len(read_rows()):]] == keys
-    flags = [((a["sat"], a["dsat"]), (b["sat"], b["dsat"])) for a, b in zip(first, second, strict=True)]
+    assert chosen[len(read_rows()):] == keys
+    flags = [((a.sat, a.dsat), (b.sat, b.dsat)) for a, b in zip(first, second, strict=True)]
     disagree = {key for key, (a, b) in zip(keys, flags, strict=True) if a != b}
     assert disagree == adjudicated
     for row in final:
-        sat = [c for c in row["sat_categories"].split(";") if c]
-        dsat = [c for c in row["dsat_categories"].split(";") if c]
-        assert set(sat) <= set(SAT_CATEGORIES) and set(dsat) <= set(DSAT_CATEGORIES)
-        assert (row["sat"] == "true") == bool(sat) and (row["dsat"] == "true") == bool(dsat)
+        assert set(row.sat_categories) <= set(SAT_CATEGORIES) and set(row.dsat_categories) <= set(DSAT_CATEGORIES)
+        assert row.sat == bool(row.sat_categories) and row.dsat == bool(row.dsat_categories)

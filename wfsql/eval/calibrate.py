@@ -89,6 +89,11 @@ def check_prior(prior: Sequence[str]) -> tuple[str, ...]:
     return tuple(prior)
 
 
+def _side_priors(sat_prior: Sequence[str] | None) -> dict[str, tuple[str, ...]]:
+    """Each side's prior cues: `sat_prior` (default `SAT_PRIOR`) for SAT, none for DSAT."""
+    return {"sat": check_prior(SAT_PRIOR if sat_prior is None else sat_prior), "dsat": ()}
+
+
 def _prior_mask(x: Any, prior: Sequence[str]) -> Any:
     """Rows where any `prior` feature fires (all False for no prior)."""
     import numpy as np
@@ -129,7 +134,7 @@ def fit(turns: Sequence[Any], sat_prior: Sequence[str] | None = None) -> tuple[C
     conversations = [t.conversation_id for t in turns]
     sides: dict[str, SideModel] = {}
     report: dict[str, Any] = {"turns": len(turns)}
-    priors = {"sat": check_prior(SAT_PRIOR if sat_prior is None else sat_prior), "dsat": ()}
+    priors = _side_priors(sat_prior)
     for side in ("sat", "dsat"):
         y = np.array([bool(getattr(t, side)) for t in turns], dtype=float)
         w, lam, threshold, kappa = fit_side(x, y, conversations, priors[side])
@@ -168,7 +173,7 @@ def repeated_cv(turns: Sequence[Any], repeats: int = 5, sat_prior: Sequence[str]
     conversations = [t.conversation_id for t in turns]
     distinct = sorted(set(conversations))
     kappas: dict[str, list[float]] = {"sat": [], "dsat": []}
-    priors = {"sat": check_prior(SAT_PRIOR if sat_prior is None else sat_prior), "dsat": ()}
+    priors = _side_priors(sat_prior)
     for repeat in range(repeats):
         order = distinct[:]
         random.Random(1000 + repeat).shuffle(order)

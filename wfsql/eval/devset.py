@@ -258,7 +258,12 @@ def read_reading(name: str) -> list[DevsetRow]:
     """One of the extra readings of ``READING_CSVS`` (``"second"`` or ``"isolated"``); ``annotator`` is its reader."""
     if name not in READING_CSVS:
         raise ValueError(f"reading must be one of {sorted(READING_CSVS)}, not {name!r}")
-    path = READING_CSVS[name]
+    return read_reading_file(READING_CSVS[name])
+
+
+def read_reading_file(path: Path) -> list[DevsetRow]:
+    """A reading in the columns of ``COLUMNS`` without ``split`` (any file: the pending batch's too), validated
+    like the dev set's rows and free of duplicates."""
     with path.open(newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
         expected = tuple(c for c in COLUMNS if c != "split")
@@ -273,18 +278,18 @@ def read_reading(name: str) -> list[DevsetRow]:
     return rows
 
 
-def read_adjudication() -> dict[tuple[str, int], tuple[DevsetRow, str]]:
+def read_adjudication(path: Path = ADJUDICATION_CSV) -> dict[tuple[str, int], tuple[DevsetRow, str]]:
     """The adjudicated turns: their final labels and whose flags the adjudicator took (first, second or own; the
     categories can still be the adjudicator's own, as in one turn)."""
     expected = (*(c for c in COLUMNS if c not in ("split", "note", "annotator")), "choice", "note", "adjudicator")
-    with ADJUDICATION_CSV.open(newline="", encoding="utf-8") as handle:
+    with path.open(newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
         if tuple(reader.fieldnames or ()) != expected:
             columns = ",".join(expected)
-            raise DevsetError(f"{ADJUDICATION_CSV.name}: expected columns {columns}, got {reader.fieldnames}")
+            raise DevsetError(f"{path.name}: expected columns {columns}, got {reader.fieldnames}")
         out: dict[tuple[str, int], tuple[DevsetRow, str]] = {}
         for line, raw in enumerate(reader, start=2):
-            where = f"{ADJUDICATION_CSV.name} line {line}"
+            where = f"{path.name} line {line}"
             if raw["choice"] not in ("first", "second", "own"):
                 raise DevsetError(f"{where}: choice must be first, second or own, not {raw['choice']!r}")
             row = _parse_row({**raw, "split": "tune", "annotator": raw["adjudicator"]}, where)
