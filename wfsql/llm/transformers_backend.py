@@ -704,19 +704,33 @@ class TransformersBackend:
 
     @staticmethod
     def _feedback_calibrated(items: list[FeedbackInput]) -> list[LLMResult]:
+        """The calibrated classifier's answers, all turns at once (its hidden-state columns run in batches).
+
+        If the batch fails, each turn is tried alone, so one pathological input becomes one status row rather
+        than a failed build, and an error every turn shares (no default model) shows on every row.
+        """
         from wfsql.llm.calibrated import default_classifier
 
         classifier = default_classifier()
+        triples = [(item.assistant_reply, item.user_turn, item.history) for item in items]
+        started = time.perf_counter()
+        try:
+            answers = classifier.predict_many(triples)
+        except Exception:
+            answers = None
+        if answers is not None:
+            latency = (time.perf_counter() - started) * 1000 / max(len(items), 1)
+            return [_with_latency(LLMResult(value, probabilities=p), latency) for value, p in answers]
         out = []
-        for item in items:
+        for triple in triples:
             started = time.perf_counter()
             try:
-                value, probabilities = classifier.predict(item.assistant_reply, item.user_turn, item.history)
-            except Exception as error:  # a pathological input must become a status row, not a failed build
+                value, probabilities = classifier.predict(*triple)
+            except Exception as error:
                 out.append(LLMResult.failure(f"{type(error).__name__}: {error}"))
                 continue
-            result = LLMResult(value, probabilities=probabilities)
-            out.append(_with_latency(result, (time.perf_counter() - started) * 1000))
+            latency = (time.perf_counter() - started) * 1000
+            out.append(_with_latency(LLMResult(value, probabilities=probabilities), latency))
         return out
 
     def _answer_tokens(self, yes: Sequence[str], no: Sequence[str]) -> tuple[list[int], list[int]]:

@@ -1,0 +1,212 @@
+"""Hidden-state columns of the calibrated classifier: encoder, projection, weights file, real default model."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from wfsql.llm.calibrated import CalibratedClassifier, SideModel
+from wfsql.llm.state_probe import Projection, StateEncoder, probe_text, text_key, write_snapshot
+
+np = pytest.importorskip("numpy")
+torch = pytest.importorskip("torch")
+
+PAIRS = [
+    ("Here is the function:\n```python\ndef add(a, b):\n    return a - b\n```", "It subtracts. Fix it."),
+    ("Paris is the capital of France.", "Thanks!"),
+    ("A long essay about dogs. " * 30, "Make it shorter and funnier, and add a title about cats at the end."),
+    ("Sure.", "Now write a poem about the sea, in four stanzas, with a rhyme in every second line, please."),
+]
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_spec: Any) -> Any:
+    from wfsql.llm.models import load_model
+
+    return load_model(tiny_spec)
+
+
+def reference_states(loaded: Any, pairs: list[tuple[str, str]], layer: int) -> Any:
+    """Each turn's mean state from a plain full forward pass, one row at a time (no hook, no padding)."""
+    encoder = StateEncoder(loaded, layer, snapshot=None)
+    rows = []
+    for reply, turn in pairs:
+        ids, start = encoder._tokens(reply, turn)
+        with torch.inference_mode():
+            hidden = loaded.model.model(input_ids=torch.tensor([ids]), output_hidden_states=True).hidden_states
+        rows.append(hidden[layer][0, start:].mean(0).numpy())
+    return np.array(rows)
+
+
+def test_encoder_states_equal_the_full_forward_pass_at_that_layer(tiny: Any) -> None:
+    # Batched, right-padded and stopped after layer 1 of 2: the same numbers as an unpadded full pass.
+    encoder = StateEncoder(tiny, layer=1, snapshot=None)
+    states = encoder.encode(PAIRS)
+    assert states.shape == (len(PAIRS), tiny.model.config.hidden_size)
+    np.testing.assert_allclose(states, reference_states(tiny, PAIRS, 1), atol=1e-5)
+    # Layer 2 differs from layer 1: the hook stops where it is told.
+    assert np.abs(StateEncoder(tiny, layer=2, snapshot=None).encode(PAIRS) - states).max() > 1e-3
+    with pytest.raises(ValueError, match="outside the model"):
+        StateEncoder(tiny, layer=3, snapshot=None).encode(PAIRS[:1])
+
+
+def test_the_hook_stops_only_the_encoding_thread(tiny: Any) -> None:
+    encoder = StateEncoder(tiny, layer=1, snapshot=None)
+    encoder.encode(PAIRS[:1])  # installs the hook on the shared model
+    ids = torch.tensor([[1, 2, 3, 4]])
+    outcome: dict[str, Any] = {}
+
+    def plain_forward() -> None:
+        with torch.inference_mode():
+            outcome["logits"] = tiny.model(input_ids=ids).logits
+
+    thread = threading.Thread(target=plain_forward)
+    thread.start()
+    thread.join()
+    assert outcome["logits"].shape[:2] == (1, 4)  # the model ran to the end elsewhere
+    with torch.inference_mode():
+        assert tiny.model(input_ids=ids).logits.shape[:2] == (1, 4)  # and here, outside encode
+
+
+def test_the_text_read_is_the_reply_tail_then_the_turn_head() -> None:
+    context, turn = probe_text("x" * 500 + "END", "START" + "y" * 500)
+    assert context.endswith("END<|im_end|>\n<|im_start|>user\n") and context.count("x") == 397
+    assert turn.startswith("START") and len(turn) == 400
+    assert probe_text("reply", "   ")[1] == " "  # an empty turn still has a token to average
+    assert text_key("m", 18, "a", "b") != text_key("m", 17, "a", "b") != text_key("n", 18, "a", "b")
+
+
+def test_snapshot_states_are_used_instead_of_recomputed(tiny: Any, tmp_path: Path) -> None:
+    live = StateEncoder(tiny, layer=1, snapshot=None).encode(PAIRS)
+    marker = np.full_like(live[0], 7.0)
+    path = tmp_path / "states.npz"
+    write_snapshot(path, tiny.model_id, 1, [text_key(tiny.model_id, 1, *PAIRS[0])], [marker])
+    known = StateEncoder(tiny, layer=1, snapshot=path)
+    states = known.encode(PAIRS)
+    np.testing.assert_array_equal(states[0], marker)  # looked up
+    np.testing.assert_allclose(states[1:], live[1:], atol=1e-5)  # the rest computed
+    np.testing.assert_allclose(known.encode(PAIRS, use_snapshot=False)[0], live[0], atol=1e-5)
+    # A snapshot of another model or layer is ignored rather than trusted.
+    assert StateEncoder(tiny, layer=2, snapshot=path).encode(PAIRS[:1])[0][0] != 7.0
+
+
+def test_projection_fits_unit_variance_components_and_round_trips() -> None:
+    rng = np.random.default_rng(0)
+    states = rng.normal(size=(200, 12)) @ rng.normal(size=(12, 12)) + 3.0
+    projection = Projection.fit(states, 4, "model", 18)
+    projected = projection.project(states)
+    assert projected.shape == (200, 4)
+    np.testing.assert_allclose(projected.std(0), 1.0, atol=1e-3)
+    np.testing.assert_allclose(projected.mean(0), 0.0, atol=1e-3)
+    assert projection.columns == ("probe_0", "probe_1", "probe_2", "probe_3")
+    raw = json.loads(json.dumps(projection.to_json()))
+    assert Projection.from_json(raw) == projection
+    # SVD's signs are arbitrary; the fit fixes them, so mirrored states get the same axes and mirrored columns.
+    mirrored = Projection.fit(-states, 4, "model", 18)
+    assert mirrored.components == projection.components
+    np.testing.assert_allclose(mirrored.project(-states), -projected, atol=1e-4)
+    assert Projection.fit(states.copy(), 4, "model", 18) == projection  # deterministic, signs fixed
+    with pytest.raises(ValueError, match="refit"):
+        Projection.from_json({**raw, "turn_chars": 999})
+
+
+def probe_classifier(loaded: Any, layer: int = 1) -> CalibratedClassifier:
+    """A classifier whose DSAT side reads only one hidden-state column, fitted on PAIRS' states."""
+    states = StateEncoder(loaded, layer, snapshot=None).encode(PAIRS)
+    projection = Projection.fit(states, 2, loaded.model_id, layer)
+    sat = SideModel({"thanks": 5.0}, -2.5, 0.5, "gratitude")
+    dsat = SideModel({"probe_0": 4.0}, 0.0, 0.5, "revision")
+    return CalibratedClassifier("test-probe", sat, dsat, projection)
+
+
+def test_classifier_with_probe_columns_answers_in_batches(tiny: Any) -> None:
+    classifier = probe_classifier(tiny)
+    encoder = StateEncoder(tiny, 1, snapshot=None)
+    answers = classifier.predict_many([(reply, turn, "") for reply, turn in PAIRS], encoder)
+    # The DSAT side follows the projected state: positive exactly where probe_0 > 0.
+    projected = classifier.probe.project(encoder.encode(PAIRS))
+    assert [value["dsat"] for value, _ in answers] == [bool(p > 0) for p in projected[:, 0]]
+    assert len({value["dsat"] for value, _ in answers}) == 2  # the column separates these turns
+    for (value, probabilities), (reply, turn) in zip(answers, PAIRS, strict=True):
+        single = classifier.predict_many([(reply, turn, "")], encoder)[0]
+        assert single[0] == value and abs(single[1]["dsat"] - probabilities["dsat"]) < 1e-6
+    raw = json.loads(json.dumps(classifier.to_json()))
+    assert CalibratedClassifier.from_json(raw) == classifier
+    with pytest.raises(ValueError, match="unknown columns"):
+        CalibratedClassifier.from_json({**raw, "probe": None} | {"probe": {**raw["probe"], "components": []}})
+
+
+def test_weights_for_another_model_say_what_to_do(tiny: Any) -> None:
+    classifier = probe_classifier(tiny)
+    other = dataclasses.replace(classifier, probe=dataclasses.replace(classifier.probe, model_id="gguf:other"))
+    with pytest.raises(ValueError, match=r"reinstall the default model .* or refit"):
+        other.predict_many([(PAIRS[0][0], PAIRS[0][1], "")], StateEncoder(tiny, 1, snapshot=None))
+
+
+def test_backend_turns_a_failing_probe_into_status_rows(tiny_spec: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from wfsql.llm import calibrated
+    from wfsql.llm.backend import FeedbackInput
+    from wfsql.llm.transformers_backend import TransformersBackend
+
+    broken = dataclasses.replace(probe_classifier(calibrated_model(tiny_spec)), version="broken")
+    broken = dataclasses.replace(broken, probe=dataclasses.replace(broken.probe, model_id="gguf:gone"))
+    monkeypatch.setattr(calibrated, "default_classifier", lambda: broken)
+    results = TransformersBackend._feedback_calibrated([FeedbackInput("", r, t) for r, t in PAIRS[:2]])
+    assert [r.status for r in results] == ["error", "error"]
+    assert all("refit" in (r.error or "") for r in results)
+
+
+def calibrated_model(spec: Any) -> Any:
+    from wfsql.llm.models import load_model
+
+    return load_model(spec)
+
+
+def test_refit_with_probe_columns_gives_them_to_the_dsat_side_only(tiny: Any) -> None:
+    from wfsql.eval.calibrate import fit
+    from wfsql.eval.devset import LabelledTurn
+
+    turns = []
+    for i in range(60):  # DSAT turns complain, others thank: a separable toy set over 30 conversations
+        dsat = i % 2 == 0
+        turn = f"That is wrong, redo part {i}." if dsat else f"Thanks, that helped with part {i}!"
+        turns.append(LabelledTurn(f"c{i // 2}", 2, "tune", not dsat, dsat, () if dsat else ("gratitude",),
+                                  ("factual_error",) if dsat else (), "", f"Answer number {i}.", turn))
+    encoder = StateEncoder(tiny, 1, snapshot=None)
+    classifier, report = fit(turns, probe=3, encoder=encoder)
+    assert classifier.probe is not None and classifier.probe.columns == ("probe_0", "probe_1", "probe_2")
+    assert {"probe_0", "probe_1", "probe_2"} <= set(classifier.dsat.weights)
+    assert not any(name.startswith("probe_") for name in classifier.sat.weights)
+    assert report["dsat"]["probe_components"] == 3
+    plain, _ = fit(turns, probe=0)
+    assert plain.probe is None and plain.version != classifier.version
+    assert CalibratedClassifier.from_json(json.loads(json.dumps(classifier.to_json()))) == classifier
+
+
+@pytest.mark.slow
+def test_snapshot_holds_what_the_default_model_computes_for_dev_set_turns() -> None:
+    """The committed states are the real model's: recompute a sample and compare (fp16 storage tolerance)."""
+    from wfsql.conversations.sample import SampleUnavailableError
+    from wfsql.eval.calibrate import probe_pairs
+    from wfsql.eval.devset import load_devset
+    from wfsql.llm.calibrated import default_encoder
+    from wfsql.llm.models import ModelUnavailableError
+    from wfsql.llm.state_probe import PROBE_LAYER, SNAPSHOT_FILE
+
+    try:
+        encoder = default_encoder(PROBE_LAYER, snapshot=True)
+        turns = load_devset("tune")
+    except (ModelUnavailableError, SampleUnavailableError) as error:
+        pytest.skip(f"default model or sample unavailable: {error}")
+    assert SNAPSHOT_FILE.is_file()
+    sample = turns[:: max(1, len(turns) // 12)][:12]
+    pairs = probe_pairs(sample)
+    stored = encoder.encode(pairs)
+    assert all(text_key(encoder.loaded.model_id, PROBE_LAYER, *p) in encoder._known for p in pairs)
+    live = encoder.encode(pairs, use_snapshot=False)
+    np.testing.assert_allclose(stored, live, atol=0.02 + 0.002 * np.abs(live).max())
