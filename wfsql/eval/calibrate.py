@@ -41,7 +41,7 @@ SAT_PRIOR: tuple[str, ...] = ()
 SAT_PRIOR_CANDIDATE: tuple[str, ...] = ("thanks", "praise", "short_positive", "ack")
 #: Principal components of the default model's hidden states given to the DSAT side (0: none). `PROBE_CANDIDATE`
 #: is the variant that data/README.md §10 judges on batch 7.
-DSAT_PROBE_COMPONENTS = 0
+DSAT_PROBE_COMPONENTS = 16
 PROBE_CANDIDATE = 16
 MAX_HISTORY_CHARS = TEMPLATE_MAX_HISTORY_CHARS  # fit on what `feedback_signal` sees when deployed
 MAX_REPLY_CHARS = TEMPLATE_MAX_REPLY_CHARS

@@ -403,7 +403,8 @@ def assign_splits(
 #: The labelling batches, in order, by annotator; each batch was split starting from the totals the earlier
 #: ones left (data/README.md §3).
 BATCHES: tuple[frozenset[str], ...] = (
-    frozenset("A"), frozenset("BCDE"), frozenset("FGHI"), frozenset("JKLM"), frozenset("NOPQR"), frozenset("TUVWYZ")
+    frozenset("A"), frozenset("BCDE"), frozenset("FGHI"), frozenset("JKLM"), frozenset("NOPQR"), frozenset("TUVWYZ"),
+    frozenset({"P1", "P2", "P3", "P4", "P5", "P6"}),
 )
 
 
@@ -421,7 +422,7 @@ def select_candidates(
     records: Iterable[Mapping[str, Any]],
     is_english: Callable[[str], bool],
     per_conversation: int = 2,
-    limit: int = 2900,
+    limit: int = 3500,
 ) -> tuple[list[tuple[str, int]], list[str]]:
     """Re-run the selection described in ``data/README.md``: ``((id, turn_index) pairs, skipped ids)``.
 
