@@ -5,7 +5,7 @@ VENV ?= .venv
 PYTHON ?= python3
 PIP := $(VENV)/bin/pip
 WFSQL := $(abspath $(VENV))/bin/wfsql
-SAMPLE ?= 100
+SAMPLE ?= 60
 
 .PHONY: install demo test lint bench clean browser
 

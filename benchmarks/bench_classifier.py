@@ -2,15 +2,16 @@
 
     python benchmarks/bench_classifier.py [--lexical-only] [--rubric N] [--json N] [--out results.json]
 
-Every method is fitted or calibrated on the tuning half only and measured on the test half (1,451 turns since batch 6,
+Every method is fitted or calibrated on the tuning half only and measured on the test half (1,748 turns since batch 7,
 the template's caps of 600 history / 1,200 reply characters), with turns/s measured in the same run.
 The keyword and calibrated rows are also given on the test rows of annotator A (the 170 turns of the
 first, 341-turn release of the set), so older figures stay comparable. `--lexical-only` stops there
-(the model rows take about an hour on a 2-core CPU):
+(the rows that ask the model questions take about an hour on a 2-core CPU):
 
 - keyword: the fixed pattern baseline (`wfsql.eval.keyword`);
-- calibrated: the shipped CPU default (`wfsql.llm.calibrated`: lexical + structural features, logistic
-  weights and thresholds fitted on the tuning half);
+- calibrated: the shipped CPU default (`wfsql.llm.calibrated`: lexical + structural features and, on the DSAT
+  side, 16 principal components of the default model's layer-18 states, computed live here; logistic weights and
+  thresholds fitted on the tuning half);
 - zero-shot yes/no: the default model answers five short questions about the turn (one forward pass per
   turn, the questions as branches after it, system prompt KV cached); SAT = max(P(thanks), P(answers)),
   DSAT = max(P(change), P(wrong), P(more)), thresholds calibrated on the tuning half;
@@ -130,7 +131,7 @@ def main() -> None:
     parser.add_argument("--rubric", type=int, default=0, help="test turns for the few-shot rubric prompt")
     parser.add_argument("--json", type=int, default=0, help="test turns for constrained JSON decoding")
     parser.add_argument("--out", type=Path, default=None)
-    parser.add_argument("--lexical-only", action="store_true", help="keyword and calibrated rows only (no model)")
+    parser.add_argument("--lexical-only", action="store_true", help="keyword and calibrated rows only (no questions)")
     args = parser.parse_args()
 
     tune, test = load_devset("tune"), load_devset("test")
