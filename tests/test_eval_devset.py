@@ -32,6 +32,7 @@ from wfsql.eval.devset import (
     qualifies,
     read_adjudication,
     read_reading,
+    read_reading_file,
     read_rows,
     read_second_annotations,
     recompute_splits,
@@ -258,3 +259,28 @@ def test_reading_agreement_is_as_documented() -> None:
     assert (round(isolated["sat_kappa"], 2), round(isolated["dsat_kappa"], 2)) == (0.89, 0.80)
     with pytest.raises(ValueError, match="reading"):
         read_reading("third")
+
+
+@needs_sample
+def test_pending_batch_is_the_next_selection_and_its_adjudication_covers_the_disagreements() -> None:
+    """wfsql/eval/data/pending/: batch 8, labelled but unread. Only its shape is checked here (the labels' content
+    is for the next pre-registered decision): the next 600 turns of the selection, two readings, and an adjudicated
+    label exactly where the readings' flags differ."""
+    from wfsql.conversations.language import is_english
+
+    pending = DEVSET_CSV.parent / "pending"
+    # Read like the dev set's own reading files: columns, categories, flags and duplicates are validated on the way.
+    first, second, final = (read_reading_file(pending / f"batch8_{name}.csv") for name in ("first", "second", "labels"))
+    adjudicated = set(read_adjudication(pending / "batch8_adjudication.csv"))
+    keys = [(r.conversation_id, r.turn_index) for r in first]
+    assert keys == [(r.conversation_id, r.turn_index) for r in second] == [
+        (r.conversation_id, r.turn_index) for r in final
+    ]
+    chosen, _ = select_candidates(sample_conversations(sys.maxsize), is_english, limit=4100)
+    assert chosen[len(read_rows()):] == keys
+    flags = [((a.sat, a.dsat), (b.sat, b.dsat)) for a, b in zip(first, second, strict=True)]
+    disagree = {key for key, (a, b) in zip(keys, flags, strict=True) if a != b}
+    assert disagree == adjudicated
+    for row in final:
+        assert set(row.sat_categories) <= set(SAT_CATEGORIES) and set(row.dsat_categories) <= set(DSAT_CATEGORIES)
+        assert row.sat == bool(row.sat_categories) and row.dsat == bool(row.dsat_categories)
