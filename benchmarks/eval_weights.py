@@ -42,9 +42,9 @@ def main() -> None:
         turns = [_resolve(r, records.get(r.conversation_id, ())) for r in rows]
     else:
         first_reader = {(r.conversation_id, r.turn_index): r.annotator for r in read_rows()}
-        readers = None if args.annotators is None else set(
-            args.annotators.split(",") if "," in args.annotators else args.annotators
-        )
+        names = args.annotators or ""
+        letters = "," not in names and names.isalpha()  # "TUVWYZ": one-letter readers; "P1" or "P1,P2": names
+        readers = None if args.annotators is None else set(names) if letters else set(names.split(","))
         turns = [
             t for t in load_devset(args.split)
             if readers is None or first_reader[(t.conversation_id, t.turn_index)] in readers

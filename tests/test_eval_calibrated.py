@@ -134,9 +134,10 @@ def test_calibrated_beats_the_keyword_baseline_on_the_test_half() -> None:
     from wfsql.eval.calibrate import MAX_HISTORY_CHARS, MAX_REPLY_CHARS
     from wfsql.llm.calibrated import default_encoder
     from wfsql.llm.models import ModelUnavailableError
+    from wfsql.llm.state_probe import PROBE_LAYER
 
     try:  # the hidden-state columns' states of dev-set turns come from the stored snapshot (checked against the
-        encoder = default_encoder(18, snapshot=True)  # real model in test_state_probe.py), to keep this test quick
+        encoder = default_encoder(PROBE_LAYER, snapshot=True)  # real model in test_state_probe.py): quick
     except ModelUnavailableError as error:
         pytest.skip(str(error))
     rows = devset_rows("test", max_history_chars=MAX_HISTORY_CHARS, max_reply_chars=MAX_REPLY_CHARS)
@@ -165,7 +166,7 @@ def test_backend_answers_calibrated_feedback_without_loading_the_model(tmp_path:
 
     small = tmp_path / "small"
     small.mkdir()
-    (small / "model.safetensors").write_bytes(b"\0" * 1024)  # not loadable: proves nothing is loaded
+    (small / "model.safetensors").write_bytes(b"\0" * 1024)  # not loadable: proves the configured model is not loaded
     backend = TransformersBackend(ModelSpec("s", str(small)))
     assert backend.template_versions["feedback"] == default_classifier().version
     [result] = backend.feedback([FeedbackInput("", "Here is the poem.", "thank you so much!")])
@@ -243,11 +244,11 @@ def test_repeated_cv_scores_the_whole_fitting_procedure_on_fresh_folds(monkeypat
 
     kinds = _SYNTHETIC_KINDS
     separable = [_synthetic_turn(i, *kinds[i % 3]) for i in range(60)]
-    summary = repeated_cv(separable, repeats=2)
+    summary = repeated_cv(separable, repeats=2, probe=0)  # the lexical procedure (3 texts: rank-2 states)
     assert summary["per_repeat"] == {"sat": [1.0, 1.0], "dsat": [1.0, 1.0]}
     assert summary["sat_kappa_mean"] == 1.0 and summary["turns"] == 60
     scrambled = [_synthetic_turn(i, kinds[i % 3][0], *kinds[(i * 7 // 3) % 3][1:]) for i in range(60)]
-    assert repeated_cv(scrambled, repeats=2)["sat_kappa_mean"] < 0.5
+    assert repeated_cv(scrambled, repeats=2, probe=0)["sat_kappa_mean"] < 0.5
 
 
 def test_a_re_sent_request_is_recognised_from_the_capped_history() -> None:
@@ -307,16 +308,17 @@ def test_fitting_with_a_sat_prior_forces_its_turns_and_is_recorded(monkeypatch: 
     # thanks for a new request: labelled neither
     kinds = [*_SYNTHETIC_KINDS, ("Thanks. Now what is the capital of Chile?", False, False)]
     turns = [_synthetic_turn(i, *kinds[i % 4]) for i in range(80)]
-    plain, _ = fit(turns, sat_prior=())
-    primed, report = fit(turns, sat_prior=("thanks",))
+    # probe=0: the lexical procedure (four made-up texts give rank-3 states, which a probe refuses)
+    plain, _ = fit(turns, sat_prior=(), probe=0)
+    primed, report = fit(turns, sat_prior=("thanks",), probe=0)
     assert primed.sat.prior == ("thanks",) and primed.dsat.prior == () and plain.sat.prior == ()
     assert report["sat"]["prior"] == ["thanks"] and "prior" not in report["dsat"]
     assert primed.version != plain.version
     reply, thanks_then_new = "Here is the function you asked for.", "Thanks. Now what is the capital of Chile?"
     assert primed.predict(reply, thanks_then_new)[0]["sat"]  # forced, although such tuning turns are labelled neither
     assert not plain.predict(reply, thanks_then_new)[0]["sat"]
-    with_prior = repeated_cv(turns, repeats=1, sat_prior=("thanks",))["sat_kappa_mean"]
-    without = repeated_cv(turns, repeats=1, sat_prior=())["sat_kappa_mean"]
+    with_prior = repeated_cv(turns, repeats=1, sat_prior=("thanks",), probe=0)["sat_kappa_mean"]
+    without = repeated_cv(turns, repeats=1, sat_prior=(), probe=0)["sat_kappa_mean"]
     assert with_prior < without == 1.0  # the forced turns are false positives here
     with pytest.raises(ValueError, match="unknown prior"):
-        fit(turns, sat_prior=("thank_you",))
+        fit(turns, sat_prior=("thank_you",), probe=0)

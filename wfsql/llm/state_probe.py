@@ -56,40 +56,58 @@ class _Stop(Exception):
         self.hidden = hidden
 
 
+def _stop_flag(layer_module: Any) -> threading.local:
+    """The per-thread switch of the one stopping hook on `layer_module`, installed on first use.
+
+    One hook per layer, kept on the layer itself, however many encoders read that layer of that model: a hook
+    raises `_Stop` only in a thread whose switch is on, so other threads (generation on the same shared model)
+    run through it untouched.
+    """
+    with _hook_lock:
+        flag = getattr(layer_module, "_wfsql_probe_stop", None)
+        if flag is None:
+            flag = threading.local()
+
+            def hook(module: Any, args: Any, output: Any) -> None:
+                if getattr(flag, "on", False):
+                    raise _Stop(output[0] if isinstance(output, tuple) else output)
+
+            layer_module.register_forward_hook(hook)
+            layer_module._wfsql_probe_stop = flag
+        return flag
+
+
+_hook_lock = threading.Lock()
+
+
 class StateEncoder:
     """Mean residual-stream state of each user turn after decoder layer `layer` of a causal LM.
 
-    The model is shared with the rest of the process (`load_model` memoises it), so the encoder never edits
-    it: a forward hook on layer `layer` stops the pass there, but only for the thread that asked (other
-    threads may be running the same model for generation). With a `snapshot` (`SNAPSHOT_FILE`: the dev set's
-    states, computed by this class), known states are looked up by `text_key` instead of recomputed; refits and
-    quality tests use it, deployment does not (its speed figures are of real work).
+    The model is shared with the rest of the process (`load_model` memoises it), so the encoder never changes
+    its weights: a forward hook on layer `layer` (`_stop_flag`) stops the pass there, but only for the thread
+    that asked (other threads may be running the same model for generation). With a `snapshot`
+    (`SNAPSHOT_FILE`: the dev set's states, computed by this class), known states are looked up by `text_key`
+    instead of recomputed; refits and quality tests use it, deployment does not (its speed figures are of real
+    work).
     """
 
     def __init__(self, loaded: Any, layer: int = PROBE_LAYER, snapshot: Path | None = None) -> None:
         self.loaded = loaded
         self.layer = layer
-        self._capturing = threading.local()
-        self._lock = threading.Lock()
-        self._hooked = False
+        self._capturing: threading.local | None = None
         self._known = _read_snapshot(snapshot, loaded.model_id, layer) if snapshot is not None else {}
 
     @property
     def width(self) -> int:
         return int(self.loaded.model.config.hidden_size)
 
-    def _hook(self, module: Any, args: Any, output: Any) -> None:
-        if getattr(self._capturing, "on", False):
-            raise _Stop(output[0] if isinstance(output, tuple) else output)
-
-    def _install_hook(self) -> None:
-        with self._lock:
-            if not self._hooked:
-                layers = self.loaded.model.model.layers
-                if not 1 <= self.layer <= len(layers):
-                    raise ValueError(f"probe layer {self.layer} is outside the model's 1..{len(layers)} layers")
-                layers[self.layer - 1].register_forward_hook(self._hook)
-                self._hooked = True
+    def _install_hook(self) -> threading.local:
+        if self._capturing is None:
+            layers = self.loaded.model.model.layers
+            if not 1 <= self.layer <= len(layers):
+                raise ValueError(f"probe layer {self.layer} is outside the model's 1..{len(layers)} layers")
+            self._capturing = _stop_flag(layers[self.layer - 1])
+        return self._capturing
 
     def encode(self, pairs: Sequence[tuple[str, str]], use_snapshot: bool = True) -> Any:
         """A float32 array (len(pairs), hidden size): one row per (assistant_reply, user_turn)."""
@@ -104,7 +122,6 @@ class StateEncoder:
             else:
                 out[i] = known
         if missing:
-            self._install_hook()
             encoded = {i: self._tokens(*pairs[i]) for i in missing}
             order = sorted(missing, key=lambda i: len(encoded[i][0]))
             for start in range(0, len(order), BATCH_ROWS):
@@ -132,7 +149,8 @@ class StateEncoder:
             ids[j, : len(tokens)] = torch.tensor(tokens)
             mask[j, : len(tokens)] = 1
         device = self.loaded.device
-        self._capturing.on = True
+        capturing = self._install_hook()
+        capturing.on = True
         try:
             with torch.inference_mode():
                 self.loaded.model.model(input_ids=ids.to(device), attention_mask=mask.to(device), use_cache=False)
@@ -140,7 +158,7 @@ class StateEncoder:
         except _Stop as stop:
             hidden = stop.hidden.float().cpu()
         finally:
-            self._capturing.on = False
+            capturing.on = False
         return [hidden[j, start : len(tokens)].mean(0).numpy() for j, (tokens, start) in enumerate(rows)]
 
 
@@ -195,9 +213,14 @@ class Projection:
         import numpy as np
 
         states = np.asarray(states, dtype=np.float64)
+        if not 1 <= count <= min(states.shape):
+            raise ValueError(f"{count} components asked of {states.shape[0]} states of width {states.shape[1]}")
         mean, scale = np.round(states.mean(0), 6), np.round(states.std(0) + 1e-6, 6)
         z = (states - mean) / scale  # with the rounded numbers `project` will use
-        _, _, vt = np.linalg.svd(z, full_matrices=False)
+        _, singular, vt = np.linalg.svd(z, full_matrices=False)
+        if singular[count - 1] < 1e-6 * singular[0]:
+            rank = int((singular >= 1e-6 * singular[0]).sum())
+            raise ValueError(f"{count} components asked but the states have rank {rank}: use fewer (--probe N)")
         components = vt[:count]
         # Fix each component's sign (SVD's is arbitrary) so refits are reproducible across LAPACK builds.
         components *= np.where(components[np.arange(count), np.abs(components).argmax(1)] < 0, -1.0, 1.0)[:, None]
@@ -224,7 +247,10 @@ class Projection:
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> Projection:
         if (raw.get("reply_chars"), raw.get("turn_chars")) != (REPLY_CHARS, TURN_CHARS):
-            raise ValueError("calibrated weights' hidden-state columns read other text lengths; refit them")
+            raise ValueError(
+                "calibrated weights' hidden-state columns read other text lengths; refit them "
+                "(python -m wfsql.eval.calibrate)"
+            )
         return cls(
             str(raw["model_id"]), int(raw["layer"]), tuple(map(float, raw["mean"])), tuple(map(float, raw["scale"])),
             tuple(tuple(map(float, row)) for row in raw["components"]), tuple(map(float, raw["component_scale"])),

@@ -25,6 +25,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import logging
 import os
 import threading
 import time
@@ -45,6 +46,7 @@ from wfsql.llm.prompts import (
     render,
 )
 
+_log = logging.getLogger(__name__)
 _MARK = "\x00WFSQL_USER_CONTENT\x00"
 _OMITTED = "\n[... {n} tokens omitted ...]\n"
 _MARGIN = 16  # tokens kept spare when cutting: re-tokenising a cut text can merge differently at the seams
@@ -117,7 +119,7 @@ class TransformersBackend:
         if feedback_threshold != DEFAULT_THRESHOLD:
             self.template_versions["feedback"] += f";threshold={feedback_threshold:g}"
         self.feedback_threshold = feedback_threshold
-        # Small models answer feedback_signal with the calibrated lexical classifier (wfsql/llm/calibrated.py)
+        # Small models answer feedback_signal with the calibrated classifier (wfsql/llm/calibrated.py)
         # unless the project overrides the rubric prompt or asks for it (`feedback_method: rubric`).
         overridden = "feedback" in (templates or {})
         self.feedback_method = spec.resolved_feedback_method()
@@ -603,7 +605,8 @@ class TransformersBackend:
     def feedback(self, items: list[FeedbackInput]) -> list[LLMResult]:
         """The 9 + 9 rubric per user turn: P(yes) of each category as a continuation of one shared prefix.
 
-        With `feedback_method` calibrated, the lexical classifier answers instead and the model is not loaded.
+        With `feedback_method` calibrated, the calibrated classifier answers instead and this model is not loaded
+        (the classifier's hidden-state columns load the default model).
         """
         if self.feedback_method == "calibrated":
             return self._feedback_calibrated(items)
@@ -716,7 +719,8 @@ class TransformersBackend:
         started = time.perf_counter()
         try:
             answers = classifier.predict_many(triples)
-        except Exception:
+        except Exception as error:
+            _log.debug("calibrated feedback batch failed (%s); answering turn by turn", error)
             answers = None
         if answers is not None:
             latency = (time.perf_counter() - started) * 1000 / max(len(items), 1)
