@@ -55,6 +55,19 @@ def test_encoder_states_equal_the_full_forward_pass_at_that_layer(tiny: Any) -> 
         StateEncoder(tiny, layer=3, snapshot=None).encode(PAIRS[:1])
 
 
+def test_each_distinct_text_runs_once(tiny: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    encoder = StateEncoder(tiny, layer=1, snapshot=None)
+    ran: list[int] = []
+    run = encoder._run
+    monkeypatch.setattr(encoder, "_run", lambda rows: ran.append(len(rows)) or run(rows))
+    repeated = [PAIRS[0], PAIRS[1], PAIRS[0], PAIRS[0]]
+    states = encoder.encode(repeated)
+    assert sum(ran) == 2
+    np.testing.assert_array_equal(states[2], states[0])
+    np.testing.assert_array_equal(states[3], states[0])
+    np.testing.assert_allclose(states[:2], reference_states(tiny, PAIRS[:2], 1), atol=1e-5)
+
+
 def test_the_hook_stops_only_the_encoding_thread(tiny: Any) -> None:
     from wfsql.llm.state_probe import _Stop
 

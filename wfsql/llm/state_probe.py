@@ -114,13 +114,16 @@ class StateEncoder:
         import numpy as np
 
         out = np.zeros((len(pairs), self.width), dtype=np.float32)
-        missing = []
+        rows_of: dict[str, list[int]] = {}  # rows by the text the model reads: each distinct text runs once
         for i, (reply, turn) in enumerate(pairs):
-            known = self._known.get(text_key(self.loaded.model_id, self.layer, reply, turn)) if use_snapshot else None
+            rows_of.setdefault(text_key(self.loaded.model_id, self.layer, reply, turn), []).append(i)
+        missing = []
+        for key, rows in rows_of.items():
+            known = self._known.get(key) if use_snapshot else None
             if known is None:
-                missing.append(i)
+                missing.append(rows[0])
             else:
-                out[i] = known
+                out[rows] = known
         if missing:
             encoded = {i: self._tokens(*pairs[i]) for i in missing}
             order = sorted(missing, key=lambda i: len(encoded[i][0]))
@@ -128,6 +131,8 @@ class StateEncoder:
                 batch = order[start : start + BATCH_ROWS]
                 for i, row in zip(batch, self._run([encoded[i] for i in batch]), strict=True):
                     out[i] = row
+            for rows in rows_of.values():
+                out[rows[1:]] = out[rows[0]]
         return out
 
     def _tokens(self, reply: str, turn: str) -> tuple[list[int], int]:
