@@ -22,9 +22,9 @@ def main() -> None:
     import numpy as np
 
     import wfsql.eval.calibrate as cal
-    from wfsql.eval.devset import _records_for, _resolve, load_devset, read_reading_file, read_rows
+    from wfsql.eval.devset import load_devset, read_reading_file, read_rows, resolve_rows
     from wfsql.eval.metrics import cohen_kappa, evaluate
-    from wfsql.eval.run import LabelledRow, cap
+    from wfsql.eval.run import labelled_rows
     from wfsql.llm.calibrated import CalibratedClassifier
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -37,9 +37,7 @@ def main() -> None:
     parser.add_argument("weights", nargs="+", metavar="NAME=FILE")
     args = parser.parse_args()
     if args.labels is not None:
-        rows = read_reading_file(args.labels)
-        records = _records_for(frozenset(r.conversation_id for r in rows))
-        turns = [_resolve(r, records.get(r.conversation_id, ())) for r in rows]
+        turns = resolve_rows(read_reading_file(args.labels))
     else:
         first_reader = {(r.conversation_id, r.turn_index): r.annotator for r in read_rows()}
         names = args.annotators or ""
@@ -50,12 +48,8 @@ def main() -> None:
             if readers is None or first_reader[(t.conversation_id, t.turn_index)] in readers
         ]
     labels = [(t.sat, t.dsat) for t in turns]
-    capped = []  # what `feedback_signal` sees when deployed (the template's caps), as the fit saw it
-    for t in turns:
-        history, reply = cap(t.history, t.assistant_reply, cal.MAX_HISTORY_CHARS, cal.MAX_REPLY_CHARS)
-        truth = {"sat": t.sat, "dsat": t.dsat, "sat_categories": list(t.sat_categories),
-                 "dsat_categories": list(t.dsat_categories)}
-        capped.append(LabelledRow(history, reply, t.user_turn, truth))
+    # what `feedback_signal` sees when deployed (the template's caps), as the fit saw it
+    capped = labelled_rows(turns, max_history_chars=cal.MAX_HISTORY_CHARS, max_reply_chars=cal.MAX_REPLY_CHARS)
     by_conversation: dict[str, list[int]] = {}
     for i, t in enumerate(turns):
         by_conversation.setdefault(t.conversation_id, []).append(i)

@@ -353,7 +353,12 @@ def load_devset(split: str | None = None) -> list[LabelledTurn]:
     and :class:`DevsetError` when the CSV is malformed or any row no longer resolves to a user turn that
     follows an assistant turn.
     """
-    rows = read_rows(split)
+    return resolve_rows(read_rows(split))
+
+
+def resolve_rows(rows: Sequence[DevsetRow]) -> list[LabelledTurn]:
+    """`rows` (the dev set's or any reading file's) with their text from the installed sample, in order; raises
+    :class:`DevsetError` listing the rows that no longer resolve."""
     records = _records_for(frozenset(row.conversation_id for row in rows))
     turns: list[LabelledTurn] = []
     problems: list[str] = []

@@ -40,8 +40,16 @@ def devset_rows(
 ) -> list[LabelledRow]:
     from wfsql.eval.devset import load_devset
 
+    turns = load_devset(None if split in (None, "all") else split)
+    return labelled_rows(turns, max_history_chars=max_history_chars, max_reply_chars=max_reply_chars)
+
+
+def labelled_rows(
+    turns: Sequence[Any], *, max_history_chars: int | None = None, max_reply_chars: int | None = None
+) -> list[LabelledRow]:
+    """Labelled turns (`devset.LabelledTurn`) as evaluation rows, history and reply capped as the template caps."""
     rows = []
-    for r in load_devset(None if split in (None, "all") else split):
+    for r in turns:
         history, reply = cap(r.history, r.assistant_reply, max_history_chars, max_reply_chars)
         labels = {
             "sat": r.sat,

