@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from wfsql.llm.calibrated import CalibratedClassifier, SideModel
-from wfsql.llm.state_probe import Projection, StateEncoder, probe_text, text_key, write_snapshot
+from wfsql.llm.state_probe import TEXT_FORMAT, Projection, StateEncoder, probe_text, text_key, write_snapshot
 
 np = pytest.importorskip("numpy")
 torch = pytest.importorskip("torch")
@@ -119,6 +119,30 @@ def test_snapshot_states_are_used_instead_of_recomputed(tiny: Any, tmp_path: Pat
     assert StateEncoder(tiny, layer=2, snapshot=path).encode(PAIRS[:1])[0][0] != 7.0
 
 
+def test_an_encoder_with_a_loader_loads_only_for_a_state_the_snapshot_lacks(tiny: Any, tmp_path: Path) -> None:
+    # Refits read stored states: they must not need the model (nor torch's load time) when every state is stored.
+    live = StateEncoder(tiny, layer=1, snapshot=None).encode(PAIRS)
+    path = tmp_path / "states.npz"
+    write_snapshot(path, tiny.model_id, 1, [text_key(tiny.model_id, 1, *pair) for pair in PAIRS[:2]], live[:2])
+    loads: list[str] = []
+
+    def load() -> Any:
+        loads.append("load")
+        return tiny
+
+    lazy = StateEncoder(None, layer=1, snapshot=path, load=load, model_id=tiny.model_id)
+    np.testing.assert_allclose(lazy.encode(PAIRS[:2]), live[:2], rtol=1e-2, atol=1e-2)
+    assert loads == []
+    np.testing.assert_allclose(lazy.encode(PAIRS), live, rtol=1e-2, atol=1e-2)  # a miss loads, once
+    lazy.encode(PAIRS[2:])
+    assert loads == ["load"]
+    wrong = StateEncoder(None, layer=1, snapshot=None, load=load, model_id="gguf:other.gguf:0")
+    with pytest.raises(ValueError, match="expected gguf:other"):
+        wrong.encode(PAIRS[:1])
+    with pytest.raises(ValueError, match="needs a loaded model"):
+        StateEncoder(None, layer=1, load=load)
+
+
 def test_projection_fits_unit_variance_components_and_round_trips() -> None:
     rng = np.random.default_rng(0)
     states = rng.normal(size=(200, 12)) @ rng.normal(size=(12, 12)) + 3.0
@@ -137,6 +161,13 @@ def test_projection_fits_unit_variance_components_and_round_trips() -> None:
     assert Projection.fit(states.copy(), 4, "model", 18) == projection  # deterministic, signs fixed
     with pytest.raises(ValueError, match="refit"):
         Projection.from_json({**raw, "turn_chars": 999})
+    # The chat format and pooling are part of what a projection was fitted on: another marker is refused, and
+    # weights written before the marker existed stand for the one format they were fitted on.
+    assert raw["text_format"] == TEXT_FORMAT
+    with pytest.raises(ValueError, match="chat format or pooling"):
+        Projection.from_json({**raw, "text_format": "last:00000000"})
+    unmarked = {key: value for key, value in raw.items() if key != "text_format"}
+    assert Projection.from_json(unmarked) == projection
     with pytest.raises(ValueError, match="rank 1"):  # columns that would be scaled-up noise are refused
         Projection.fit(np.outer(np.arange(20.0), np.ones(12)), 2, "model", 18)
     with pytest.raises(ValueError, match="components asked"):

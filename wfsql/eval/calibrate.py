@@ -180,7 +180,7 @@ def fit(
         from wfsql.llm.state_probe import PROBE_LAYER
 
         encoder = encoder or default_encoder(PROBE_LAYER, snapshot=True)
-        states, model_id = probe_states(turns, encoder), encoder.loaded.model_id
+        states, model_id = probe_states(turns, encoder), encoder.model_id
     x_dsat, projection = _probe_design(x, states, components, model_id)
     designs = {"sat": (x, FEATURES), "dsat": (x_dsat, FEATURES + (projection.columns if projection else ()))}
     conversations = [t.conversation_id for t in turns]
@@ -263,8 +263,8 @@ def write_probe_snapshot(turns: Sequence[Any], path: Path | None = None) -> Path
     encoder = default_encoder(PROBE_LAYER)
     pairs = probe_pairs(turns)
     states = encoder.encode(pairs, use_snapshot=False)
-    keys = [text_key(encoder.loaded.model_id, PROBE_LAYER, reply, turn) for reply, turn in pairs]
-    write_snapshot(path or SNAPSHOT_FILE, encoder.loaded.model_id, PROBE_LAYER, keys, states)
+    keys = [text_key(encoder.model_id, PROBE_LAYER, reply, turn) for reply, turn in pairs]
+    write_snapshot(path or SNAPSHOT_FILE, encoder.model_id, PROBE_LAYER, keys, states)
     return path or SNAPSHOT_FILE
 
 

@@ -83,7 +83,7 @@ class CalibratedClassifier:
 
                 reads = (default_model_spec().model_id, self.probe.layer)
             else:
-                reads = (encoder.loaded.model_id, encoder.layer)
+                reads = (encoder.model_id, encoder.layer)
             if reads != (self.probe.model_id, self.probe.layer):
                 raise ValueError(
                     f"calibrated weights read layer {self.probe.layer} of {self.probe.model_id}, but the encoder "
@@ -131,9 +131,12 @@ class CalibratedClassifier:
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> CalibratedClassifier:
-        unknown = set(raw["features"]) ^ set(FEATURES)
+        # Weights fitted before a feature was added still score as they did (the new feature has no weight); a
+        # feature the code no longer computes cannot be scored.
+        unknown = set(raw["features"]) - set(FEATURES)
         if unknown:
-            raise ValueError(f"calibrated weights were fitted on other features ({sorted(unknown)}); refit them")
+            raise ValueError(f"calibrated weights were fitted on features this wfsql lacks ({sorted(unknown)}); "
+                             "refit them (python -m wfsql.eval.calibrate)")
         probe = Projection.from_json(raw["probe"]) if "probe" in raw else None
         columns = set(FEATURES) | set(probe.columns if probe is not None else ())
 
@@ -156,11 +159,15 @@ class CalibratedClassifier:
 @lru_cache(maxsize=4)
 def default_encoder(layer: int, snapshot: bool = False) -> Any:
     """A `StateEncoder` for `layer` of the default model (loaded once per process, shared with the backends);
-    `snapshot`: it looks up the dev set's stored states first (for refits and quality tests)."""
+    `snapshot`: it looks up the dev set's stored states first (for refits and quality tests), and loads the model
+    only for a state the snapshot lacks."""
     from wfsql.llm.models import default_model_spec, load_model
     from wfsql.llm.state_probe import SNAPSHOT_FILE, StateEncoder
 
-    return StateEncoder(load_model(default_model_spec()), layer, SNAPSHOT_FILE if snapshot else None)
+    spec = default_model_spec()
+    if snapshot:
+        return StateEncoder(None, layer, SNAPSHOT_FILE, load=lambda: load_model(spec), model_id=spec.model_id)
+    return StateEncoder(load_model(spec), layer)
 
 
 @lru_cache(maxsize=1)

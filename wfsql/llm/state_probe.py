@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,15 @@ SNAPSHOT_FILE = Path(__file__).resolve().parents[1] / "eval" / "data" / "probe_s
 
 _ASSISTANT_HEADER = "<|im_start|>assistant\n"
 _USER_HEADER = "<|im_end|>\n<|im_start|>user\n"
+POOLING = "mean"
+# What a fitted projection assumes about the text read and how states are pooled. Editing the chat headers or the
+# pooling changes it, and weights fitted under another format then refuse to load (cached answers keyed by the
+# classifier's version could otherwise be reused for different columns).
+TEXT_FORMAT = "{}:{}".format(
+    POOLING, hashlib.sha1(f"{_ASSISTANT_HEADER}\x00{_USER_HEADER}".encode()).hexdigest()[:8]
+)
+# Weights written before the marker existed (up to `feedback/calibrated-196e996d`) were all fitted on this format.
+_UNMARKED_TEXT_FORMAT = "mean:a9a8b7c5"
 
 
 def probe_text(assistant_reply: str, user_turn: str) -> tuple[str, str]:
@@ -91,14 +100,36 @@ class StateEncoder:
     work).
     """
 
-    def __init__(self, loaded: Any, layer: int = PROBE_LAYER, snapshot: Path | None = None) -> None:
-        self.loaded = loaded
+    def __init__(
+        self, loaded: Any, layer: int = PROBE_LAYER, snapshot: Path | None = None, *,
+        load: Callable[[], Any] | None = None, model_id: str | None = None,
+    ) -> None:
+        """`loaded`: the model (a `LoadedModel`), or None with `load` (called on the first state the snapshot
+        lacks) and `model_id` (what `load` will return), so a refit whose states are all stored needs no model."""
+        if loaded is None and (load is None or model_id is None):
+            raise ValueError("a StateEncoder needs a loaded model, or both `load` and `model_id`")
+        self._loaded = loaded
+        self._load = load
+        self.model_id: str = loaded.model_id if loaded is not None else str(model_id)
         self.layer = layer
         self._capturing: threading.local | None = None
-        self._known = _read_snapshot(snapshot, loaded.model_id, layer) if snapshot is not None else {}
+        self._known = _read_snapshot(snapshot, self.model_id, layer) if snapshot is not None else {}
+
+    @property
+    def loaded(self) -> Any:
+        """The model, loaded on first use when the encoder was given a loader."""
+        if self._loaded is None:
+            assert self._load is not None
+            self._loaded = self._load()
+            if self._loaded.model_id != self.model_id:
+                raise ValueError(f"the probe encoder expected {self.model_id} but loaded {self._loaded.model_id}")
+        return self._loaded
 
     @property
     def width(self) -> int:
+        """The state size: the stored states' where there are any (no load), else the model's."""
+        if self._known:
+            return len(next(iter(self._known.values())))
         return int(self.loaded.model.config.hidden_size)
 
     def _install_hook(self) -> threading.local:
@@ -116,7 +147,7 @@ class StateEncoder:
         out = np.zeros((len(pairs), self.width), dtype=np.float32)
         rows_of: dict[str, list[int]] = {}  # rows by the text the model reads: each distinct text runs once
         for i, (reply, turn) in enumerate(pairs):
-            rows_of.setdefault(text_key(self.loaded.model_id, self.layer, reply, turn), []).append(i)
+            rows_of.setdefault(text_key(self.model_id, self.layer, reply, turn), []).append(i)
         missing = []
         for key, rows in rows_of.items():
             known = self._known.get(key) if use_snapshot else None
@@ -243,6 +274,7 @@ class Projection:
             "layer": self.layer,
             "reply_chars": REPLY_CHARS,
             "turn_chars": TURN_CHARS,
+            "text_format": TEXT_FORMAT,
             "mean": list(self.mean),
             "scale": list(self.scale),
             "component_scale": list(self.component_scale),
@@ -251,10 +283,13 @@ class Projection:
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> Projection:
-        if (raw.get("reply_chars"), raw.get("turn_chars")) != (REPLY_CHARS, TURN_CHARS):
+        if (raw.get("reply_chars"), raw.get("turn_chars"), raw.get("text_format", _UNMARKED_TEXT_FORMAT)) != (
+            REPLY_CHARS, TURN_CHARS, TEXT_FORMAT
+        ):
             raise ValueError(
-                "calibrated weights' hidden-state columns read other text lengths; refit them "
-                "(python -m wfsql.eval.calibrate)"
+                "calibrated weights' hidden-state columns read other text (lengths, chat format or pooling: "
+                f"{raw.get('reply_chars')}/{raw.get('turn_chars')}/{raw.get('text_format')}, this wfsql reads "
+                f"{REPLY_CHARS}/{TURN_CHARS}/{TEXT_FORMAT}); refit them (python -m wfsql.eval.calibrate)"
             )
         return cls(
             str(raw["model_id"]), int(raw["layer"]), tuple(map(float, raw["mean"])), tuple(map(float, raw["scale"])),
