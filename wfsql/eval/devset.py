@@ -409,7 +409,7 @@ def assign_splits(
 #: ones left (data/README.md §3).
 BATCHES: tuple[frozenset[str], ...] = (
     frozenset("A"), frozenset("BCDE"), frozenset("FGHI"), frozenset("JKLM"), frozenset("NOPQR"), frozenset("TUVWYZ"),
-    frozenset({"P1", "P2", "P3", "P4", "P5", "P6"}),
+    frozenset({"P1", "P2", "P3", "P4", "P5", "P6"}), frozenset({"Q1", "Q2", "Q3", "Q4", "Q5", "Q6"}),
 )
 
 
@@ -427,7 +427,7 @@ def select_candidates(
     records: Iterable[Mapping[str, Any]],
     is_english: Callable[[str], bool],
     per_conversation: int = 2,
-    limit: int = 3500,
+    limit: int = 4100,
 ) -> tuple[list[tuple[str, int]], list[str]]:
     """Re-run the selection described in ``data/README.md``: ``((id, turn_index) pairs, skipped ids)``.
 

@@ -159,22 +159,6 @@ _STOCK_OPENER = re.compile(
     _I,
 )
 _MATERIAL_MIN_CHARS = 80
-# SAT cues (tuning-half error analysis before batch 8, wfsql/eval/data/README.md §11): approval that the thanks and
-# praise words miss ("I like the for-loop method better", "Finally it is correct", "that works"), read in the
-# opening; and a turn that opens by telling the assistant about the user ("I am a solicitor ...", "We are three
-# developers") without asking or ordering anything (`personal_details`).
-_APPROVAL = re.compile(
-    r"\b(i (really |very much |do )?(like|love|enjoy)d?|i'?m (happy|glad|impressed)|(this|that|it)('s| is| was) (good"
-    r"|great|correct|right|helpful|useful|exactly)|exactly|well done|bravo|finally|it works|that works|works (now"
-    r"|great|perfectly|fine)|worked|spot on|impressive|beautiful|lovely|helpful|useful)\b",
-    _I,
-)
-_APPROVAL_CHARS = 150
-_PERSONAL_START = re.compile(
-    r"^\s*(\w+,?\s+)?(i am|i'm|i have|i've|i was|i had|i work|i live|i need|i want|my|we are|we have|we're|our"
-    r"|i don'?t have|i do not have)\b",
-    _I,
-)
 _STOCK_OPENER_MAX_CHARS = 200
 # "Rewrite and improve: <pasted text>": what follows the colon is material for the next task, not the user's words.
 _PASTE_PREFIX = re.compile(r"^\s*[^\n:]{0,60}:\s")
@@ -236,18 +220,16 @@ FEATURES: tuple[str, ...] = (
     "reply_requests_material",
     "answers_reply_question",
     "reply_stock_opener",
-    "approval",
-    "personal_statement",
 )
 """Feature names, in the order of `features()`; the calibrated weights file lists them too."""
 
 CATEGORY_CUES: dict[str, dict[str, tuple[str, ...]]] = {
     "sat": {
-        "gratitude": ("thanks", "approval"),
+        "gratitude": ("thanks",),
         "learning": ("learning",),
         "compliance": ("reply_asks", "reply_question_end", "option_pick", "reply_requests_material"),
         "praise": ("praise",),
-        "personal_details": ("first_person", "personal_statement"),
+        "personal_details": ("first_person",),
         "humor": ("humor",),
         "acknowledgment": ("ack",),
         "positive_closure": ("closure",),
@@ -327,9 +309,6 @@ def features(user_turn: str, assistant_reply: str, history: str = "") -> dict[st
         not game and not stock and tail.endswith("?") and _GENERIC_OFFER.search(tail) is None and statement
     )
     out["reply_stock_opener"] = float(stock)
-    out["approval"] = float(_APPROVAL.search(user[:_APPROVAL_CHARS]) is not None)
-    asks = "?" in user[:300] or _WH_START.search(user) is not None
-    out["personal_statement"] = float(_PERSONAL_START.search(user) is not None and not asks and not edit)
     return out
 
 
