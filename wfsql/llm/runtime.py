@@ -294,17 +294,17 @@ class LLMRuntime:
 
     def _template_version(self, function: str, model: str | None) -> str:
         from wfsql.llm.backend import TEMPLATE_VERSIONS
-        from wfsql.llm.models import ModelSpec
+        from wfsql.llm.models import CLASSIFIER_METHODS, ModelSpec
 
         if (
             function == "feedback_signal"
             and model is not None
             and not self._is_embedder(model)
-            and self.spec(model).resolved_feedback_method() == "calibrated"
+            and self.spec(model).resolved_feedback_method() in CLASSIFIER_METHODS
         ):
-            from wfsql.llm.calibrated import default_classifier
+            from wfsql.llm.calibrated import classifier_for
 
-            return default_classifier().version
+            return classifier_for(self.spec(model).resolved_feedback_method()).version
         kind = "feedback" if function == "feedback_signal" else function.removeprefix("llm_")
         version = str(TEMPLATE_VERSIONS.get(kind, "v1"))
         if function == "llm_extract" and model is not None and not self._is_embedder(model):

@@ -37,7 +37,7 @@ from wfsql.llm import split_attention
 from wfsql.llm.backend import FeedbackInput, LLMResult
 from wfsql.llm.feedback import ALL_CATEGORIES, DEFAULT_THRESHOLD, feedback_value
 from wfsql.llm.judge import VERDICTS, JudgeInput, judge_value
-from wfsql.llm.models import LoadedModel, ModelSpec, load_model
+from wfsql.llm.models import CLASSIFIER_METHODS, LoadedModel, ModelSpec, load_model
 from wfsql.llm.prompts import (
     DEFAULT_CLASSIFY_INSTRUCTION,
     DEFAULT_EXTRACT_INSTRUCTION,
@@ -125,10 +125,10 @@ class TransformersBackend:
         self.feedback_method = spec.resolved_feedback_method()
         if overridden and spec.feedback_method == "auto":
             self.feedback_method = "rubric"
-        if self.feedback_method == "calibrated":
-            from wfsql.llm.calibrated import default_classifier
+        if self.feedback_method in CLASSIFIER_METHODS:
+            from wfsql.llm.calibrated import classifier_for
 
-            self.template_versions["feedback"] = default_classifier().version
+            self.template_versions["feedback"] = classifier_for(self.feedback_method).version
         self._context_override = context_tokens
         self._max_batch_tokens = max_batch_tokens
         self._loaded: LoadedModel | None = None
@@ -605,11 +605,11 @@ class TransformersBackend:
     def feedback(self, items: list[FeedbackInput]) -> list[LLMResult]:
         """The 9 + 9 rubric per user turn: P(yes) of each category as a continuation of one shared prefix.
 
-        With `feedback_method` calibrated, the calibrated classifier answers instead and this model is not loaded
-        (the classifier's hidden-state columns load the default model).
+        With `feedback_method` calibrated or lexical, the calibrated classifier answers instead and this model is not
+        loaded (the calibrated fit's hidden-state columns load the default model; the lexical fit loads none).
         """
-        if self.feedback_method == "calibrated":
-            return self._feedback_calibrated(items)
+        if self.feedback_method in CLASSIFIER_METHODS:
+            return self._feedback_calibrated(items, self.feedback_method)
         with self._lock:
             template = self.templates["feedback"]
             head, tail = self.frame(template.system)
@@ -703,18 +703,18 @@ class TransformersBackend:
 
     def needs_model(self, function: str) -> bool:
         """Whether answering `function` loads the model: not for feedback under the calibrated classifier."""
-        return not (function == "feedback_signal" and self.feedback_method == "calibrated")
+        return not (function == "feedback_signal" and self.feedback_method in CLASSIFIER_METHODS)
 
     @staticmethod
-    def _feedback_calibrated(items: list[FeedbackInput]) -> list[LLMResult]:
+    def _feedback_calibrated(items: list[FeedbackInput], method: str = "calibrated") -> list[LLMResult]:
         """The calibrated classifier's answers, all turns at once (its hidden-state columns run in batches).
 
         If the batch fails, each turn is tried alone, so one pathological input becomes one status row rather
         than a failed build, and an error every turn shares (no default model) shows on every row.
         """
-        from wfsql.llm.calibrated import default_classifier
+        from wfsql.llm.calibrated import classifier_for
 
-        classifier = default_classifier()
+        classifier = classifier_for(method)
         triples = [(item.assistant_reply, item.user_turn, item.history) for item in items]
         started = time.perf_counter()
         try:
