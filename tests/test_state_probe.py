@@ -117,6 +117,14 @@ def test_snapshot_states_are_used_instead_of_recomputed(tiny: Any, tmp_path: Pat
     np.testing.assert_allclose(known.encode(PAIRS, use_snapshot=False)[0], live[0], atol=1e-5)
     # A snapshot of another layer (or model: the same check) is ignored rather than trusted.
     assert StateEncoder(tiny, layer=2, snapshot=path).encode(PAIRS[:1])[0][0] != 7.0
+    # So is one written for another chat format or pooling; one written before the marker stands for today's.
+    with np.load(path) as data:
+        stored = {name: data[name] for name in data.files}
+    for text_format, used in (("last:00000000", False), (None, True)):
+        other = tmp_path / f"{text_format}.npz"
+        fields = {k: v for k, v in stored.items() if k != "text_format"}
+        np.savez(other, **fields, **({"text_format": np.array(text_format)} if text_format else {}))
+        assert bool(StateEncoder(tiny, layer=1, snapshot=other).encode(PAIRS[:1])[0][0] == 7.0) is used
 
 
 def test_an_encoder_with_a_loader_loads_only_for_a_state_the_snapshot_lacks(tiny: Any, tmp_path: Path) -> None:
@@ -137,8 +145,9 @@ def test_an_encoder_with_a_loader_loads_only_for_a_state_the_snapshot_lacks(tiny
     lazy.encode(PAIRS[2:])
     assert loads == ["load"]
     wrong = StateEncoder(None, layer=1, snapshot=None, load=load, model_id="gguf:other.gguf:0")
-    with pytest.raises(ValueError, match="expected gguf:other"):
-        wrong.encode(PAIRS[:1])
+    for _ in range(2):  # and again: the wrong model is never kept
+        with pytest.raises(ValueError, match="expected gguf:other"):
+            wrong.encode(PAIRS[:1])
     with pytest.raises(ValueError, match="needs a loaded model"):
         StateEncoder(None, layer=1, load=load)
 

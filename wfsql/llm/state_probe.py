@@ -31,10 +31,10 @@ SNAPSHOT_FILE = Path(__file__).resolve().parents[1] / "eval" / "data" / "probe_s
 
 _ASSISTANT_HEADER = "<|im_start|>assistant\n"
 _USER_HEADER = "<|im_end|>\n<|im_start|>user\n"
-POOLING = "mean"
-# What a fitted projection assumes about the text read and how states are pooled. Editing the chat headers or the
-# pooling changes it, and weights fitted under another format then refuse to load (cached answers keyed by the
-# classifier's version could otherwise be reused for different columns).
+POOLING = "mean"  # how `_pool` reduces a turn's token states; the only pooling implemented
+# What a fitted projection and a stored snapshot assume about the text read and how states are pooled. Editing the
+# chat headers or `POOLING` changes it: weights fitted under another format refuse to load (cached answers keyed
+# by the classifier's version could otherwise be reused for different columns) and such a snapshot is ignored.
 TEXT_FORMAT = "{}:{}".format(
     POOLING, hashlib.sha1(f"{_ASSISTANT_HEADER}\x00{_USER_HEADER}".encode()).hexdigest()[:8]
 )
@@ -113,16 +113,19 @@ class StateEncoder:
         self.model_id: str = loaded.model_id if loaded is not None else str(model_id)
         self.layer = layer
         self._capturing: threading.local | None = None
+        self._loading = threading.Lock()
         self._known = _read_snapshot(snapshot, self.model_id, layer) if snapshot is not None else {}
 
     @property
     def loaded(self) -> Any:
         """The model, loaded on first use when the encoder was given a loader."""
-        if self._loaded is None:
-            assert self._load is not None
-            self._loaded = self._load()
-            if self._loaded.model_id != self.model_id:
-                raise ValueError(f"the probe encoder expected {self.model_id} but loaded {self._loaded.model_id}")
+        with self._loading:  # two threads encoding at once load once
+            if self._loaded is None:
+                assert self._load is not None
+                loaded = self._load()
+                if loaded.model_id != self.model_id:  # checked before keeping it: a retry must fail the same way
+                    raise ValueError(f"the probe encoder expected {self.model_id} but loaded {loaded.model_id}")
+                self._loaded = loaded
         return self._loaded
 
     @property
@@ -195,17 +198,25 @@ class StateEncoder:
             hidden = stop.hidden.float().cpu()
         finally:
             capturing.on = False
-        return [hidden[j, start : len(tokens)].mean(0).numpy() for j, (tokens, start) in enumerate(rows)]
+        return [_pool(hidden[j, start : len(tokens)]).numpy() for j, (tokens, start) in enumerate(rows)]
+
+
+def _pool(turn_states: Any) -> Any:
+    """One vector per turn from its tokens' states, as `POOLING` (part of `TEXT_FORMAT`) says."""
+    if POOLING == "mean":
+        return turn_states.mean(0)
+    raise ValueError(f"unknown pooling {POOLING!r}")
 
 
 def _read_snapshot(path: Path, model_id: str, layer: int) -> dict[str, Any]:
-    """Known states by `text_key`, from a snapshot written for this model and layer (else none)."""
+    """Known states by `text_key`, from a snapshot written for this model, layer and `TEXT_FORMAT` (else none)."""
     import numpy as np
 
     if not path.is_file():
         return {}
     with np.load(path) as data:
-        if str(data["model_id"]) != model_id or int(data["layer"]) != layer:
+        text_format = str(data["text_format"]) if "text_format" in data.files else _UNMARKED_TEXT_FORMAT
+        if str(data["model_id"]) != model_id or int(data["layer"]) != layer or text_format != TEXT_FORMAT:
             return {}
         states = data["states"].astype(np.float32)
         return {str(key): states[i] for i, key in enumerate(data["keys"])}
@@ -217,8 +228,8 @@ def write_snapshot(path: Path, model_id: str, layer: int, keys: Sequence[str], s
 
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.npz")
-    np.savez_compressed(tmp, model_id=np.array(model_id), layer=np.array(layer), keys=np.array(list(keys)),
-                        states=np.asarray(states, dtype=np.float16))
+    np.savez_compressed(tmp, model_id=np.array(model_id), layer=np.array(layer), text_format=np.array(TEXT_FORMAT),
+                        keys=np.array(list(keys)), states=np.asarray(states, dtype=np.float16))
     tmp.replace(path)
 
 
@@ -288,7 +299,8 @@ class Projection:
         ):
             raise ValueError(
                 "calibrated weights' hidden-state columns read other text (lengths, chat format or pooling: "
-                f"{raw.get('reply_chars')}/{raw.get('turn_chars')}/{raw.get('text_format')}, this wfsql reads "
+                f"{raw.get('reply_chars')}/{raw.get('turn_chars')}/{raw.get('text_format', _UNMARKED_TEXT_FORMAT)}, "
+                "this wfsql reads "
                 f"{REPLY_CHARS}/{TURN_CHARS}/{TEXT_FORMAT}); refit them (python -m wfsql.eval.calibrate)"
             )
         return cls(
