@@ -270,3 +270,25 @@ def test_real_default_model_gives_the_same_answers_on_ray(tmp_path: Path, local_
     assert ok and "0 failed" in message, message
     sql = "select * from signals order by id"
     _same(_rows(local, sql), _rows(remote, sql))
+
+
+def test_a_lexical_feedback_job_on_ray_loads_no_model(tmp_path: Path, local_ray: Any) -> None:
+    # The actors warm a model only for a function that needs it: `feedback_signal` under `feedback_method: lexical`
+    # needs none, so weights that cannot load (a 1 KB file) do not fail the job.
+    weights = tmp_path / "unloadable"
+    weights.mkdir()
+    (weights / "model.safetensors").write_bytes(b"\0" * 1024)
+    rows = _turns(4)
+    root = _project(tmp_path / "ray", weights, rows, model_extra=", feedback_method: lexical")
+    (root / "models" / "signals.sql").write_text(
+        "{{ config(materialized='table') }}\n"
+        "select id, feedback_signal(history, reply, turn) as signal from {{ ref('inputs') }}\n"
+    )
+    ok, message = _run(root, executor="ray")
+    assert ok and "LLM: 4 call(s)" in message and "0 failed" in message, message
+    from wfsql.llm.calibrated import lexical_classifier
+
+    answers = [(i, lexical_classifier().predict(reply, turn, history)[0]) for i, history, reply, turn in rows]
+    expected = [(i, value["sat"], value["dsat"]) for i, value in answers]
+    assert _rows(root, "select id, signal.sat, signal.dsat from signals order by id") == expected
+    assert expected[0][1:] == (True, False) and expected[1][1:] == (False, True)  # "thanks 0", "wrong 1"

@@ -288,7 +288,7 @@ class RayExecutor:
             RayReplica,
             fn_constructor_kwargs={
                 "settings": runtime.settings,
-                "models": sorted({batch.model for batch in batches}),
+                "work": sorted({(batch.model, batch.function) for batch in batches}),
                 "threads": self.threads(ray),
                 "hooks": hooks,
             },
@@ -315,7 +315,11 @@ class RayExecutor:
 class RayReplica:
     """A Ray Data actor: builds the backends once (as the local executor would), then answers batches."""
 
-    def __init__(self, settings: LLMSettings, models: list[str], threads: int, hooks: dict[str, str]) -> None:
+    def __init__(
+        self, settings: LLMSettings, work: list[tuple[str, str]], threads: int, hooks: dict[str, str]
+    ) -> None:
+        """`work`: the (model, function) pairs of the job; a model loads up front only if one of its functions needs
+        it (not `feedback_signal` under the calibrated or lexical classifier)."""
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         import torch
 
@@ -324,8 +328,8 @@ class RayReplica:
 
         self.hooks = hooks
         self.runtime = LLMRuntime(settings)
-        for model in models:
-            warm(self.runtime.backend(model))
+        for model, function in work:
+            warm(self.runtime.backend(model), function)
 
     def __call__(self, table: Any) -> Any:
         marker = self.hooks.get(DIE_ONCE_ENV)
