@@ -206,29 +206,37 @@ def test_backend_answers_calibrated_feedback_without_loading_the_model(tmp_path:
     assert backend._loaded is None
 
 
-def test_feedback_signal_in_sql_runs_the_calibrated_classifier_without_loading_weights(tmp_path: Path) -> None:
+def _build_two_signals(root: Path, model_options: str = "") -> tuple[list[Any], list[Any]]:
+    """Build `feedback_signal` over a thanks turn and a "that is wrong" turn with a `classifier` whose weights cannot
+    load (a 1 KB file: loading it would fail the build); (rows (i, sat, dsat), distinct cache versions)."""
     import duckdb
 
     from wfsql.api import Project, RunOptions
     from wfsql.console import Console
 
-    weights = tmp_path / "small_model"
+    weights = root / "small_model"
     weights.mkdir()
-    (weights / "model.safetensors").write_bytes(b"\0" * 1024)  # loading this would fail the build
-    (tmp_path / "models").mkdir()
-    (tmp_path / "wfsql_project.yml").write_text(
-        f"name: calib\nthreads: 1\nllm:\n  models: {{small: {{source: {weights}}}}}\n  roles: {{classifier: small}}\n"
+    (weights / "model.safetensors").write_bytes(b"\0" * 1024)
+    (root / "models").mkdir()
+    (root / "wfsql_project.yml").write_text(
+        f"name: calib\nthreads: 1\nllm:\n  models: {{small: {{source: {weights}{model_options}}}}}\n"
+        "  roles: {classifier: small}\n"
     )
-    (tmp_path / "models" / "signals.sql").write_text(
+    (root / "models" / "signals.sql").write_text(
         "{{ config(materialized='table') }}\n"
         "select i, feedback_signal('', 'Here is the answer.', case when i = 0 then 'thank you!' "
         "else 'that is wrong, fix it' end) as s from range(2) t(i)"
     )
-    results = Project.load(tmp_path, console=Console(quiet=True)).run(RunOptions())
+    results = Project.load(root, console=Console(quiet=True)).run(RunOptions())
     assert results.success, [r.message for r in results.results]
-    with duckdb.connect(str(tmp_path / "target" / "wfsql.duckdb"), read_only=True) as con:
+    with duckdb.connect(str(root / "target" / "wfsql.duckdb"), read_only=True) as con:
         rows = con.execute("select i, s.sat, s.dsat from signals order by i").fetchall()
         versions = con.execute("select distinct template_version from _wfsql.llm_cache").fetchall()
+    return rows, versions
+
+
+def test_feedback_signal_in_sql_runs_the_calibrated_classifier_without_loading_weights(tmp_path: Path) -> None:
+    rows, versions = _build_two_signals(tmp_path)
     assert rows == [(0, True, False), (1, False, True)]
     assert versions == [(default_classifier().version,)]
 
@@ -236,11 +244,7 @@ def test_feedback_signal_in_sql_runs_the_calibrated_classifier_without_loading_w
 def test_feedback_method_lexical_runs_without_any_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # `feedback_method: lexical`: the fit without hidden-state columns, so neither the configured model nor the
     # default one (whose states the calibrated fit reads) is loaded; its answers are cached under its own version.
-    import duckdb
-
     import wfsql.llm.models as models
-    from wfsql.api import Project, RunOptions
-    from wfsql.console import Console
     from wfsql.llm.calibrated import classifier_for, lexical_classifier
 
     def no_loading(*args: Any, **kwargs: Any) -> Any:
@@ -251,24 +255,7 @@ def test_feedback_method_lexical_runs_without_any_model(tmp_path: Path, monkeypa
     assert lexical_classifier().version != default_classifier().version
     with pytest.raises(ValueError, match="no calibrated classifier"):
         classifier_for("rubric")
-    weights = tmp_path / "small_model"
-    weights.mkdir()
-    (weights / "model.safetensors").write_bytes(b"\0" * 1024)
-    (tmp_path / "models").mkdir()
-    (tmp_path / "wfsql_project.yml").write_text(
-        f"name: lex\nthreads: 1\nllm:\n  models: {{small: {{source: {weights}, feedback_method: lexical}}}}\n"
-        "  roles: {classifier: small}\n"
-    )
-    (tmp_path / "models" / "signals.sql").write_text(
-        "{{ config(materialized='table') }}\n"
-        "select i, feedback_signal('', 'Here is the answer.', case when i = 0 then 'thank you!' "
-        "else 'that is wrong, fix it' end) as s from range(2) t(i)"
-    )
-    results = Project.load(tmp_path, console=Console(quiet=True)).run(RunOptions())
-    assert results.success, [r.message for r in results.results]
-    with duckdb.connect(str(tmp_path / "target" / "wfsql.duckdb"), read_only=True) as con:
-        rows = con.execute("select i, s.sat, s.dsat from signals order by i").fetchall()
-        versions = con.execute("select distinct template_version from _wfsql.llm_cache").fetchall()
+    rows, versions = _build_two_signals(tmp_path, ", feedback_method: lexical")
     assert rows == [(0, True, False), (1, False, True)]
     assert versions == [(lexical_classifier().version,)]
 
