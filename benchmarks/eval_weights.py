@@ -64,6 +64,7 @@ def main() -> None:
         return f"{np.percentile(values, 2.5):.2f}-{np.percentile(values, 97.5):.2f}"
 
     print(f"{len(turns)} turns: SAT {sum(s for s, _ in labels)}, DSAT {sum(d for _, d in labels)}")
+    items = [(row.assistant_reply, row.user_turn, row.history) for row in capped]
     for spec in args.weights:
         name, path = spec.split("=", 1)
         classifier = CalibratedClassifier.from_json(json.loads(Path(path).read_text()))
@@ -72,7 +73,6 @@ def main() -> None:
             from wfsql.llm.calibrated import default_encoder
 
             encoder = default_encoder(classifier.probe.layer, snapshot=True)
-        items = [(row.assistant_reply, row.user_turn, row.history) for row in capped]
         answers = classifier.predict_many(items, encoder)
         values = [value for value, _ in answers]
         predicted = [(value["sat"], value["dsat"]) for value in values]

@@ -243,16 +243,11 @@ def test_feedback_signal_in_sql_runs_the_calibrated_classifier_without_loading_w
     assert versions == [(default_classifier().version,)]
 
 
-def test_feedback_method_lexical_runs_without_any_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_feedback_method_lexical_runs_without_any_model(tmp_path: Path, no_model_loads: Any) -> None:
     # `feedback_method: lexical`: the fit without hidden-state columns, so neither the configured model nor the
     # default one (whose states the calibrated fit reads) is loaded; its answers are cached under its own version.
-    import wfsql.llm.models as models
     from wfsql.llm.calibrated import classifier_for, lexical_classifier
 
-    def no_loading(*args: Any, **kwargs: Any) -> Any:
-        raise AssertionError("a model was loaded")
-
-    monkeypatch.setattr(models, "load_model", no_loading)
     assert lexical_classifier().probe is None and default_classifier().probe is not None
     assert lexical_classifier().version != default_classifier().version
     with pytest.raises(ValueError, match="no calibrated classifier"):

@@ -283,18 +283,14 @@ def write_probe_snapshot(turns: Sequence[Any], path: Path | None = None, recompu
     """Store the default model's states of `turns` (and only theirs) for refits and tests: the states the stored
     snapshot lacks are computed, the others kept (a new batch costs its own turns), or all computed with `recompute`.
     """
-    from wfsql.llm.calibrated import default_encoder
-    from wfsql.llm.models import default_model_spec
-    from wfsql.llm.state_probe import PROBE_LAYER, SNAPSHOT_FILE, StateEncoder, text_key, write_snapshot
+    from wfsql.llm.calibrated import default_encoder, lazy_default_encoder
+    from wfsql.llm.state_probe import PROBE_LAYER, SNAPSHOT_FILE, text_key, write_snapshot
 
     target = (path or SNAPSHOT_FILE).resolve()
-    if recompute:
-        encoder = default_encoder(PROBE_LAYER)
-    else:  # keep what `target` already holds (the shipped snapshot or another file)
-        encoder = StateEncoder(None, PROBE_LAYER, target, load=lambda: default_encoder(PROBE_LAYER).loaded,
-                               model_id=default_model_spec().model_id)
+    # Reading `target` keeps the states it already holds (the shipped snapshot or another file).
+    encoder = lazy_default_encoder(PROBE_LAYER, None if recompute else target)
     pairs = probe_pairs(turns)
-    states = encoder.encode(pairs, use_snapshot=not recompute)
+    states = encoder.encode(pairs)
     keys = [text_key(encoder.model_id, PROBE_LAYER, reply, turn) for reply, turn in pairs]
     write_snapshot(target, encoder.model_id, PROBE_LAYER, keys, states)
     default_encoder.cache_clear()  # a snapshot encoder cached in this process would miss the states just written

@@ -101,16 +101,17 @@ def classify(
         from wfsql.llm.models import DEFAULT_INSTALL_HINT, ModelUnavailableError
 
         model = classifier_for(classifier)
+        items = [(r.assistant_reply, r.user_turn, r.history) for r in rows]
         try:
             # Untimed: compiles the patterns and loads a probe's model, unless a snapshot encoder holds that row.
-            model.predict_many([(r.assistant_reply, r.user_turn, r.history) for r in rows[:1]], encoder)
+            model.predict_many(items[:1], encoder)
         except (ModelUnavailableError, ImportError) as error:
             raise WfsqlError(
                 f"the calibrated classifier reads the default model's hidden states: {error}",
                 hint=f"pip install 'wfsql[llm]' and {DEFAULT_INSTALL_HINT}",
             ) from error
         started = time.perf_counter()
-        answers = model.predict_many([(r.assistant_reply, r.user_turn, r.history) for r in rows], encoder)
+        answers = model.predict_many(items, encoder)
         return [value for value, _ in answers], time.perf_counter() - started
     from wfsql.llm.backend import FeedbackInput
     from wfsql.llm.functions import FUNCTIONS

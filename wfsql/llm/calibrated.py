@@ -169,10 +169,19 @@ def default_encoder(layer: int, snapshot: bool = False) -> Any:
     from wfsql.llm.models import default_model_spec, load_model
     from wfsql.llm.state_probe import SNAPSHOT_FILE, StateEncoder
 
-    spec = default_model_spec()
     if snapshot:
-        return StateEncoder(None, layer, SNAPSHOT_FILE, load=lambda: load_model(spec), model_id=spec.model_id)
-    return StateEncoder(load_model(spec), layer)
+        return lazy_default_encoder(layer, SNAPSHOT_FILE)
+    return StateEncoder(load_model(default_model_spec()), layer)
+
+
+def lazy_default_encoder(layer: int, snapshot: Path | None) -> Any:
+    """A `StateEncoder` for `layer` of the default model that loads it only for a state `snapshot` lacks (for every
+    state without one); not cached, so a snapshot just rewritten is read afresh."""
+    from wfsql.llm.models import default_model_spec, load_model
+    from wfsql.llm.state_probe import StateEncoder
+
+    spec = default_model_spec()
+    return StateEncoder(None, layer, snapshot, load=lambda: load_model(spec), model_id=spec.model_id)
 
 
 @lru_cache(maxsize=1)

@@ -296,15 +296,12 @@ class LLMRuntime:
         from wfsql.llm.backend import TEMPLATE_VERSIONS
         from wfsql.llm.models import CLASSIFIER_METHODS, ModelSpec
 
-        if (
-            function == "feedback_signal"
-            and model is not None
-            and not self._is_embedder(model)
-            and self.spec(model).resolved_feedback_method() in CLASSIFIER_METHODS
-        ):
-            from wfsql.llm.calibrated import classifier_for
+        if function == "feedback_signal" and model is not None and not self._is_embedder(model):
+            method = self.spec(model).resolved_feedback_method()  # `auto` reads the weights' size on disk
+            if method in CLASSIFIER_METHODS:
+                from wfsql.llm.calibrated import classifier_for
 
-            return classifier_for(self.spec(model).resolved_feedback_method()).version
+                return classifier_for(method).version
         kind = "feedback" if function == "feedback_signal" else function.removeprefix("llm_")
         version = str(TEMPLATE_VERSIONS.get(kind, "v1"))
         if function == "llm_extract" and model is not None and not self._is_embedder(model):
