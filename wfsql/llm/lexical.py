@@ -14,9 +14,13 @@ model cannot beat (see the README's classifier table), and on a GPU the full rub
 
 from __future__ import annotations
 
+import ast
+import hashlib
 import math
 import re
 from collections.abc import Mapping
+from functools import lru_cache
+from pathlib import Path
 
 from wfsql.eval import TEMPLATE_MAX_HISTORY_CHARS
 
@@ -348,3 +352,24 @@ def _content_words(text: str) -> set[str]:
 def categories(side: str, values: Mapping[str, float]) -> list[str]:
     """Rubric categories of `side` whose cues fired, in rubric order."""
     return [name for name, cues in CATEGORY_CUES[side].items() if any(values.get(cue, 0.0) > 0 for cue in cues)]
+
+
+@lru_cache(maxsize=1)
+def code_fingerprint(source: str | None = None) -> str:
+    """A short hash of what this module computes: its syntax tree without docstrings, plus the history cap.
+
+    The calibrated classifier's weights file names its fit, not the code that turns text into features; a cue
+    pattern or a `CATEGORY_CUES` entry edited without a refit changes answers all the same. Cached answers
+    are keyed by this too, so such an edit recomputes them, while comments and docstrings do not.
+    """
+    tree = ast.parse(source if source is not None else Path(__file__).read_text(encoding="utf-8"))
+    for node in ast.walk(tree):  # a bare string is a no-op: docstrings, and the notes after FEATURES and the like
+        body = getattr(node, "body", None)
+        if isinstance(body, list):
+            node.body = [  # type: ignore[attr-defined]
+                stmt for stmt in body
+                if not (isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant)
+                        and isinstance(stmt.value.value, str))
+            ] or [ast.Pass()]
+    payload = ast.dump(tree) + f";history_chars={TEMPLATE_MAX_HISTORY_CHARS}"
+    return hashlib.sha256(payload.encode()).hexdigest()[:8]

@@ -301,7 +301,7 @@ class LLMRuntime:
             if method in CLASSIFIER_METHODS:
                 from wfsql.llm.calibrated import classifier_for
 
-                return classifier_for(method).version
+                return classifier_for(method).cache_version
         kind = "feedback" if function == "feedback_signal" else function.removeprefix("llm_")
         version = str(TEMPLATE_VERSIONS.get(kind, "v1"))
         if function == "llm_extract" and model is not None and not self._is_embedder(model):

@@ -128,7 +128,7 @@ class TransformersBackend:
         if self.feedback_method in CLASSIFIER_METHODS:
             from wfsql.llm.calibrated import classifier_for
 
-            self.template_versions["feedback"] = classifier_for(self.feedback_method).version
+            self.template_versions["feedback"] = classifier_for(self.feedback_method).cache_version
         self._context_override = context_tokens
         self._max_batch_tokens = max_batch_tokens
         self._loaded: LoadedModel | None = None
