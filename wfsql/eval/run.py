@@ -82,6 +82,28 @@ def table_rows(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[La
     return out
 
 
+BUILT_IN_CLASSIFIERS = ("keyword", "calibrated", "lexical")
+"""Classifiers `classify` answers without a project model; a project model of the same name is not reachable here."""
+
+
+def _model_name(runtime: Any, classifier: str) -> str:
+    """The project model or role `classifier` names; a typo of a built-in says which one it was probably meant as."""
+    from wfsql.errors import WfsqlError, did_you_mean
+    from wfsql.llm.functions import FUNCTIONS
+
+    try:
+        return str(runtime.model_for(FUNCTIONS["feedback_signal"], classifier, {}))
+    except WfsqlError as error:
+        suggestion = did_you_mean(classifier, BUILT_IN_CLASSIFIERS)
+        if suggestion is None:
+            raise
+        raise WfsqlError(
+            f"eval-classifier: {classifier!r} is no built-in classifier and no model or role of the project; "
+            f"{suggestion}",
+            hint=f"built-in classifiers: {', '.join(BUILT_IN_CLASSIFIERS)}; or name a model or role from llm:",
+        ) from error
+
+
 def classify(
     rows: Sequence[LabelledRow], classifier: str, runtime: Any = None, *, method: str | None = None,
     encoder: Any = None,
@@ -95,7 +117,7 @@ def classify(
     if classifier == "keyword":
         started = time.perf_counter()
         return [keyword_signal(r.user_turn) for r in rows], time.perf_counter() - started
-    if classifier in ("calibrated", "lexical"):
+    if classifier in BUILT_IN_CLASSIFIERS:  # keyword returned above
         from wfsql.errors import WfsqlError
         from wfsql.llm.calibrated import classifier_for
         from wfsql.llm.models import DEFAULT_INSTALL_HINT, ModelUnavailableError
@@ -114,9 +136,8 @@ def classify(
         answers = model.predict_many(items, encoder)
         return [value for value, _ in answers], time.perf_counter() - started
     from wfsql.llm.backend import FeedbackInput
-    from wfsql.llm.functions import FUNCTIONS
 
-    name = runtime.model_for(FUNCTIONS["feedback_signal"], classifier, {})
+    name = _model_name(runtime, classifier)
     backend = runtime.backend(name)
     if method is not None:
         import dataclasses
