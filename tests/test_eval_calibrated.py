@@ -413,6 +413,17 @@ def test_cache_version_follows_the_feature_code_not_its_comments() -> None:
     assert lexical.code_fingerprint(remapped) != shipped
     assert lexical.code_fingerprint(new_cue) != shipped
     assert lexical.code_fingerprint(reworded) == shipped
+    assert shipped == lexical.CODE_FINGERPRINT  # fixed at import: the code that runs, not a later edit of the file
+
+
+def test_cache_version_without_a_source_file_hashes_the_cue_tables(monkeypatch: pytest.MonkeyPatch) -> None:
+    import wfsql.llm.lexical as lexical
+
+    monkeypatch.setattr(lexical, "__file__", "/nonexistent/lexical.py")  # a frozen install has no .py to read
+    frozen = lexical.code_fingerprint()
+    assert frozen.startswith("t") and len(frozen) == 8
+    monkeypatch.setitem(lexical.CATEGORY_CUES["sat"], "gratitude", ("praise",))
+    assert lexical.code_fingerprint() != frozen
 
 
 def test_learning_curve_refits_on_parts_of_the_tuning_half_and_scores_the_test_half(
@@ -436,7 +447,9 @@ def test_learning_curve_refits_on_parts_of_the_tuning_half_and_scores_the_test_h
     encoder = default_encoder(PROBE_LAYER, snapshot=True)  # every dev-set state is stored: no model loads
     half, full = calibrate.learning_curve(tune, test, fractions=(0.5, 1.0), repeats=2, probe=4, encoder=encoder)
     assert (half["draws"], full["draws"]) == (2, 1)
-    assert full["tuning_turns"] == 300 and 100 < half["tuning_turns"] < 200
+    assert full["tuning_turns_mean"] == 300 and full["tuning_turns_range"] == [300, 300]
+    low, high = half["tuning_turns_range"]
+    assert 100 < low <= half["tuning_turns_mean"] <= high < 200
     assert full["sat_kappa_sd"] == 0.0 and half["sat_kappa_sd"] > 0.0  # two different draws of half the conversations
 
     classifier, _ = calibrate.fit(tune, probe=4, encoder=encoder)
@@ -445,5 +458,8 @@ def test_learning_curve_refits_on_parts_of_the_tuning_half_and_scores_the_test_h
     for side in ("sat", "dsat"):
         expected = cohen_kappa([bool(getattr(t, side)) for t in test], [bool(a[side]) for a, _ in answers])
         assert full[f"{side}_kappa_mean"] == round(expected, 4)
-    with pytest.raises(ValueError, match="fraction"):
-        calibrate.learning_curve(tune, test, fractions=(0.0,), probe=0)
+    again = calibrate.learning_curve(tune, test, fractions=(0.5,), repeats=2, probe=4, encoder=encoder)
+    assert again == [half]  # seeded draws: the same curve every time
+    for fractions, repeats in (((0.5, 2.0), 1), ((0.0,), 1), ((0.5,), 0)):
+        with pytest.raises(ValueError, match="fractions in"):
+            calibrate.learning_curve(tune, test, fractions=fractions, repeats=repeats, probe=0)

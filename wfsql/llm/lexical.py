@@ -19,7 +19,6 @@ import hashlib
 import math
 import re
 from collections.abc import Mapping
-from functools import lru_cache
 from pathlib import Path
 
 from wfsql.eval import TEMPLATE_MAX_HISTORY_CHARS
@@ -354,15 +353,22 @@ def categories(side: str, values: Mapping[str, float]) -> list[str]:
     return [name for name, cues in CATEGORY_CUES[side].items() if any(values.get(cue, 0.0) > 0 for cue in cues)]
 
 
-@lru_cache(maxsize=1)
 def code_fingerprint(source: str | None = None) -> str:
-    """A short hash of what this module computes: its syntax tree without docstrings, plus the history cap.
+    """A short hash of what this module computes: its code without comments and docstrings, plus the history cap.
 
     The calibrated classifier's weights file names its fit, not the code that turns text into features; a cue
     pattern or a `CATEGORY_CUES` entry edited without a refit changes answers all the same. Cached answers
-    are keyed by this too, so such an edit recomputes them, while comments and docstrings do not.
+    are keyed by this too, so such an edit recomputes them, while comments and docstrings do not. The code is
+    hashed as `ast.unparse` writes it: the same on Python 3.11, 3.12 and 3.13 (checked; `ast.dump` differs), so a
+    cache shared across them stays warm. Without a readable source file (a frozen install) the cue tables stand in.
     """
-    tree = ast.parse(source if source is not None else Path(__file__).read_text(encoding="utf-8"))
+    if source is None:
+        try:
+            source = Path(__file__).read_text(encoding="utf-8")
+        except OSError:
+            tables = (_CUES, CATEGORY_CUES, FEATURES, TEMPLATE_MAX_HISTORY_CHARS)
+            return "t" + hashlib.sha256(repr(tables).encode()).hexdigest()[:7]
+    tree = ast.parse(source)
     for node in ast.walk(tree):  # a bare string is a no-op: docstrings, and the notes after FEATURES and the like
         body = getattr(node, "body", None)
         if isinstance(body, list):
@@ -371,5 +377,9 @@ def code_fingerprint(source: str | None = None) -> str:
                 if not (isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant)
                         and isinstance(stmt.value.value, str))
             ] or [ast.Pass()]
-    payload = ast.dump(tree) + f";history_chars={TEMPLATE_MAX_HISTORY_CHARS}"
+    payload = ast.unparse(tree) + f"\n# history_chars={TEMPLATE_MAX_HISTORY_CHARS}"
     return hashlib.sha256(payload.encode()).hexdigest()[:8]
+
+
+CODE_FINGERPRINT = code_fingerprint()
+"""This module's fingerprint as imported: what the running code computes, whatever the file says later."""
