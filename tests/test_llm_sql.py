@@ -122,6 +122,23 @@ def test_llm_limit_caps_calls_and_dry_run_writes_nothing(tmp_path: Path, tiny_mo
     assert ok and "LLM: 3 call(s)" in message and "over --llm-limit" in message
 
 
+def test_a_build_capped_by_llm_limit_is_rebuilt_in_full_next_time(tmp_path: Path, tiny_model: Path) -> None:
+    """An incremental model's capped build holds NULLs its `where id not in {{ this }}` would never revisit."""
+    root = _project(tmp_path / "p", tiny_model, ROWS)
+    ok, message = _run(root, llm_limit=3)
+    assert ok and "over --llm-limit" in message
+    modified = Project.load(root, console=Console(quiet=True)).ls(select=("state:modified",))
+    assert "signals" in {node.name for node in modified}  # a capped build is not an up-to-date one
+    ok, message = _run(root)
+    assert ok and "in full: its last build was capped by --llm-limit" in message, message
+    assert "LLM: 5 call(s)" in message and "3 cache hit(s)" in message  # the finished calls came from the cache
+    with duckdb.connect(str(root / "target" / "wfsql.duckdb"), read_only=True) as con:
+        nulls = con.execute("select count(*) from signals where signal is null or answer is null").fetchall()
+    assert nulls == [(0,)]
+    ok, message = _run(root)
+    assert ok and "LLM: 0 call(s)" in message and "in full" not in message  # complete now: incremental again
+
+
 def test_llm_calls_in_a_view_are_a_compile_error(tmp_path: Path, tiny_model: Path) -> None:
     root = _project(tmp_path / "p", tiny_model, ROWS)
     (root / "models" / "bad_view.sql").write_text("select llm_generate(turn) as x from {{ ref('inputs') }}")

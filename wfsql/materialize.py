@@ -20,7 +20,7 @@ from wfsql.adapter import DuckDBAdapter
 from wfsql.adapter import first_row as _first_row
 from wfsql.errors import DatabaseError
 from wfsql.nodes import Ephemeral, Incremental, ModelNode, Relation, SeedNode, Table, View, quote_identifier
-from wfsql.state import record_build
+from wfsql.state import last_build_capped, record_build
 
 _temp_names = itertools.count()
 
@@ -46,26 +46,38 @@ def build_model(
         case Table() if node.language == "python":
             return _python_table(adapter, node, variables or {})
         case Table():
-            with _llm_calls(adapter, node, node.compiled_sql, llm) as note:
-                return _with_note(_replace(adapter, node, "table", node.compiled_sql), note)
+            with _llm_calls(adapter, node, node.compiled_sql, llm) as calls:
+                outcome = _replace(adapter, node, "table", node.compiled_sql, llm_capped=calls.capped)
+                return _with_note(outcome, calls.note)
         case Incremental() as kind:
             existing = adapter.existing(node.relation)
-            if existing is None or existing.type != "table" or full_refresh or node.config.get("full_refresh"):
-                with _llm_calls(adapter, node, node.compiled_sql, llm) as note:
-                    outcome = _replace(adapter, node, "table", node.compiled_sql)
+            # A capped build left NULLs an append would never revisit; the cache makes the full rebuild cheap.
+            capped_before = existing is not None and last_build_capped(adapter, node)
+            if existing is None or existing.type != "table" or full_refresh or node.config.get("full_refresh") \
+                    or capped_before:
+                with _llm_calls(adapter, node, node.compiled_sql, llm) as calls:
+                    outcome = _replace(adapter, node, "table", node.compiled_sql, llm_capped=calls.capped)
                     message = "created incremental " + outcome.message.split(" ", 1)[1]
-                    return _with_note(BuildOutcome(message, outcome.rows_affected), note)
-            with _llm_calls(adapter, node, node.incremental_sql or node.compiled_sql, llm) as note:
-                return _with_note(_incremental(adapter, node, kind), note)
+                    if capped_before:
+                        message += ", in full: its last build was capped by --llm-limit"
+                    return _with_note(BuildOutcome(message, outcome.rows_affected), calls.note)
+            with _llm_calls(adapter, node, node.incremental_sql or node.compiled_sql, llm) as calls:
+                return _with_note(_incremental(adapter, node, kind, llm_capped=calls.capped), calls.note)
         case Ephemeral():
             return BuildOutcome("ephemeral (inlined where referenced)")
 
 
+@dataclass(frozen=True)
+class _CallsDone:
+    note: str | None = None  # the LLM statistics, for the build's message
+    capped: bool = False  # `--llm-limit` left some calls unanswered
+
+
 @contextmanager
-def _llm_calls(adapter: DuckDBAdapter, node: ModelNode, sql: str, llm: Any) -> Iterator[str | None]:
+def _llm_calls(adapter: DuckDBAdapter, node: ModelNode, sql: str, llm: Any) -> Iterator[_CallsDone]:
     """Answer the model's LLM calls before its SQL runs; the UDFs stay until the build is done."""
     if not node.llm_functions:
-        yield None
+        yield _CallsDone()
         return
     if llm is None:
         raise DatabaseError(f"model {node.name} calls LLM functions but no LLM runtime is configured")
@@ -73,7 +85,8 @@ def _llm_calls(adapter: DuckDBAdapter, node: ModelNode, sql: str, llm: Any) -> I
 
     calls = ModelCalls(llm, adapter, node.name, node.config.get("llm") or {}, node.llm_functions)
     try:
-        yield calls.prepare(sql).describe()
+        stats = calls.prepare(sql)
+        yield _CallsDone(stats.describe(), stats.skipped_by_limit > 0)
     finally:
         calls.close()
 
@@ -119,7 +132,9 @@ def _with_note(outcome: BuildOutcome, note: str | None) -> BuildOutcome:
     return outcome if note is None else BuildOutcome(f"{outcome.message} ({note})", outcome.rows_affected)
 
 
-def _replace(adapter: DuckDBAdapter, node: ModelNode | SeedNode, relation_type: str, sql: str) -> BuildOutcome:
+def _replace(
+    adapter: DuckDBAdapter, node: ModelNode | SeedNode, relation_type: str, sql: str, *, llm_capped: bool = False
+) -> BuildOutcome:
     relation = node.relation
     existing = adapter.existing(relation)
     rows: int | None = None
@@ -132,7 +147,8 @@ def _replace(adapter: DuckDBAdapter, node: ModelNode | SeedNode, relation_type: 
             fetched = _first_row(result)
             rows = int(fetched[0]) if fetched else None
         _hooks(cursor, node, "post_hooks")
-        record_build(cursor, node, relation.label, relation_type if isinstance(node, ModelNode) else "seed")
+        materialized = relation_type if isinstance(node, ModelNode) else "seed"
+        record_build(cursor, node, relation.label, materialized, llm_capped=llm_capped)
     adapter.remember(relation, relation_type)
     noun = "view" if relation_type == "view" else "table"
     return BuildOutcome(f"created {noun} {relation.label}", rows)
@@ -147,7 +163,9 @@ def _hooks(cursor: duckdb.DuckDBPyConnection, node: ModelNode | SeedNode, which:
         cursor.execute(_THIS.sub(lambda _: str(node.relation), hook))
 
 
-def _incremental(adapter: DuckDBAdapter, node: ModelNode, kind: Incremental) -> BuildOutcome:
+def _incremental(
+    adapter: DuckDBAdapter, node: ModelNode, kind: Incremental, *, llm_capped: bool = False
+) -> BuildOutcome:
     relation = node.relation
     sql = node.incremental_sql or node.compiled_sql
     temp = quote_identifier(f"__wfsql_incr_{node.name}_{next(_temp_names)}")
@@ -174,7 +192,7 @@ def _incremental(adapter: DuckDBAdapter, node: ModelNode, kind: Incremental) -> 
             cursor.execute(f"insert into {relation} ({column_list}) select {column_list} from {temp}")
         cursor.execute(f"drop table {temp}")
         _hooks(cursor, node, "post_hooks")
-        record_build(cursor, node, relation.label, "incremental")
+        record_build(cursor, node, relation.label, "incremental", llm_capped=llm_capped)
     return BuildOutcome(f"{kind.strategy} into table {relation.label}", new_rows)
 
 

@@ -2,6 +2,9 @@
 
 Rows are written in the same transaction as the relation they describe, so the state can never claim
 a build that did not commit. Plans read it to reuse unchanged views and to select `state:modified`.
+A build whose LLM calls `--llm-limit` cut short is marked: its rows hold NULLs where answers are missing, so
+it counts as modified, and an incremental model rebuilds in full next time (from the cache) instead of
+appending to rows that would never be filled in.
 """
 
 from __future__ import annotations
@@ -19,21 +22,37 @@ def ensure_state_table(adapter: DuckDBAdapter) -> None:
     adapter.connection.execute(
         f"create table if not exists {STATE_TABLE} ("
         "unique_id varchar primary key, fingerprint varchar not null, relation varchar, "
-        "materialized varchar, built_at timestamp default current_timestamp)"
+        "materialized varchar, built_at timestamp default current_timestamp, llm_capped boolean default false)"
     )
+    # databases written before the column existed
+    adapter.connection.execute(f"alter table {STATE_TABLE} add column if not exists llm_capped boolean default false")
+
+
+CAPPED_MARK = "+llm-capped"
+"""Appended to the fingerprint `read_state` reports for a capped build, so no comparison finds it unchanged."""
 
 
 def read_state(adapter: DuckDBAdapter) -> dict[str, str]:
     """unique_id → fingerprint of the last successful build; empty for a new database."""
     if (STATE_SCHEMA, "node_state") not in adapter.catalog():
         return {}
-    rows = adapter.connection.execute(f"select unique_id, fingerprint from {STATE_TABLE}").fetchall()
+    columns = {row[0] for row in adapter.connection.execute(f"describe {STATE_TABLE}").fetchall()}
+    capped = f"case when llm_capped then fingerprint || '{CAPPED_MARK}' else fingerprint end" \
+        if "llm_capped" in columns else "fingerprint"
+    rows = adapter.connection.execute(f"select unique_id, {capped} from {STATE_TABLE}").fetchall()
     return dict(rows)
 
 
-def record_build(cursor: duckdb.DuckDBPyConnection, node: Node, relation: str, materialized: str) -> None:
+def last_build_capped(adapter: DuckDBAdapter, node: Node) -> bool:
+    """Whether the node's last recorded build had LLM calls cut by `--llm-limit`."""
+    return read_state(adapter).get(node.unique_id, "").endswith(CAPPED_MARK)
+
+
+def record_build(
+    cursor: duckdb.DuckDBPyConnection, node: Node, relation: str, materialized: str, *, llm_capped: bool = False
+) -> None:
     cursor.execute(
-        f"insert or replace into {STATE_TABLE} (unique_id, fingerprint, relation, materialized, built_at) "
-        "values (?, ?, ?, ?, current_timestamp)",
-        [node.unique_id, node.fingerprint, relation, materialized],
+        f"insert or replace into {STATE_TABLE} (unique_id, fingerprint, relation, materialized, built_at, llm_capped) "
+        "values (?, ?, ?, ?, current_timestamp, ?)",
+        [node.unique_id, node.fingerprint, relation, materialized, llm_capped],
     )
