@@ -176,6 +176,9 @@ def test_main_exit_codes(monkeypatch, capsys, project):
     code, _, err = run_main(monkeypatch, capsys, "ls", "--project-dir", project, "--select", "tag:nope")
     assert code == 2
     assert "matches no node" in err
+    code, out, err = run_main(monkeypatch, capsys, "ls", "--project-dir", project, "--select", "nums,tagged")
+    assert code == 0 and out == ""  # an intersection of two different models: empty, and said so
+    assert "Nothing selected" in err and "a,b selects what both a and b select" in err
     code, _, err = run_main(monkeypatch, capsys, "run", "--project-dir", project, "--vars", "[1, 2]")
     assert code == 2
     assert "--vars must be a mapping" in err

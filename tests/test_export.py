@@ -73,3 +73,8 @@ def test_prompt_must_end_with_user_turn(project: Project, tmp_path: Path) -> Non
 def test_model_without_pair_columns_is_a_clear_error(project: Project, tmp_path: Path) -> None:
     with pytest.raises(WfsqlError, match="no prompt, chosen, rejected column"):
         project.export("not_pairs", "trl", tmp_path / "x.jsonl")
+
+
+def test_default_export_names_say_the_format_once(project: Project) -> None:
+    names = {fmt: project.export("pairs", fmt)[0].name for fmt in ("trl", "wildfeedback", "parquet")}
+    assert names == {"trl": "pairs.trl.jsonl", "wildfeedback": "pairs.wildfeedback.json", "parquet": "pairs.parquet"}

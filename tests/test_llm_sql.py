@@ -122,6 +122,26 @@ def test_llm_limit_caps_calls_and_dry_run_writes_nothing(tmp_path: Path, tiny_mo
     assert ok and "LLM: 3 call(s)" in message and "over --llm-limit" in message
 
 
+def test_dry_run_on_a_fresh_database_inlines_unbuilt_inputs(tmp_path: Path, tiny_model: Path) -> None:
+    """Nothing upstream is built and nothing gets built: the inputs' SQL is read in place of their tables."""
+    root = _project(tmp_path / "p", tiny_model, ROWS)
+    (root / "models" / "recent.sql").write_text("select * from {{ ref('inputs') }} as i where i.id <> 'zzz'")
+    (root / "models" / "signals.sql").write_text(
+        (root / "models" / "signals.sql").read_text().replace("{{ ref('inputs') }}", "{{ ref('recent') }}")
+    )
+    (root / "models" / "answers.sql").write_text(  # an LLM model reading another LLM model's answers
+        "{{ config(materialized='table') }}\nselect llm_generate(answer) as again from {{ ref('signals') }}"
+    )
+    dry = Project.load(root, console=Console(quiet=True)).run(RunOptions(extra={"dry_run": True}))
+    messages = {r.name: r.message for r in dry.results}
+    assert "needs 8 LLM call(s)" in messages["signals"] and "0 already cached" in messages["signals"]
+    assert "not counted: it reads signals, which is not built" in messages["answers"]
+    with duckdb.connect(str(root / "target" / "wfsql.duckdb"), read_only=True) as con:
+        tables = con.execute("select table_name from duckdb_tables() where schema_name = 'main'").fetchall()
+        views = con.execute("select view_name from duckdb_views() where not internal").fetchall()
+    assert tables == [] and views == []
+
+
 def test_a_build_capped_by_llm_limit_is_rebuilt_in_full_next_time(tmp_path: Path, tiny_model: Path) -> None:
     """An incremental model's capped build holds NULLs its `where id not in {{ this }}` would never revisit."""
     root = _project(tmp_path / "p", tiny_model, ROWS)

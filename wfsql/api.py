@@ -255,7 +255,8 @@ class Project:
     def _executor(self, manifest: Manifest, adapter: DuckDBAdapter, options: RunOptions, plan: Plan):
         import duckdb
 
-        from wfsql.materialize import BuildOutcome, build_model, dry_run_model, load_seed
+        from wfsql.dry_run import dry_run_model
+        from wfsql.materialize import BuildOutcome, build_model, load_seed
         from wfsql.runner import database_error, model_result
         from wfsql.testing import TestExecutor, TestNode
 
@@ -311,7 +312,7 @@ class Project:
                 if isinstance(node, SeedNode):
                     return model_result(node, load_seed(adapter, node, dbt_types=dbt_types), None)
                 if isinstance(node, ModelNode) and options.extra.get("dry_run"):
-                    return model_result(node, dry_run_model(adapter, node, llm), shown)
+                    return model_result(node, dry_run_model(adapter, node, llm, manifest.nodes), shown)
                 if isinstance(node, ModelNode):
                     outcome = build_model(
                         adapter, node, full_refresh=options.full_refresh, llm=llm, variables=self.config.vars
@@ -390,7 +391,8 @@ class Project:
             suggestion = did_you_mean(name, [n.name for n in manifest.models()])
             raise WfsqlError(f"no model named {name!r}" + (f"; {suggestion}" if suggestion else ""))
         suffix = {"trl": "jsonl", "wildfeedback": "json", "parquet": "parquet"}.get(fmt, fmt)
-        output = output or self.config.target_dir / "exports" / f"{name}.{fmt}.{suffix}"
+        stem = name if suffix == fmt else f"{name}.{fmt}"  # pairs.trl.jsonl, pairs.parquet
+        output = output or self.config.target_dir / "exports" / f"{stem}.{suffix}"
         with self.database(read_only=True) as adapter:
             if adapter.existing(node.relation) is None:  # type: ignore[attr-defined]
                 raise WfsqlError(f"model {name} is not built yet", hint=f"run `wfsql build --select +{name}` first")

@@ -274,9 +274,12 @@ def list_nodes(
 ) -> None:
     """List nodes (after selection) with their type and materialisation."""
     project = _project(project_dir, target, vars, None, True)
-    for node in project.ls(tuple(select or ()), tuple(exclude or ()), resource_type):
+    nodes = project.ls(tuple(select or ()), tuple(exclude or ()), resource_type)
+    for node in nodes:
         kind = getattr(node, "materialized", "")
         typer.echo(f"{node.resource_type:<7} {node.name:<40} {kind}")
+    if not nodes:  # to stderr, so `wfsql ls | ...` pipelines still see an empty list
+        typer.echo("Nothing selected (a,b selects what both a and b select; a b selects either).", err=True)
 
 
 @app.command()
@@ -305,6 +308,12 @@ def export(
     project = _project(project_dir, target, None, None)
     path, count = project.export(model, format, output)
     project.console.info(f"Wrote {count} pair(s) to {path}")
+    if count == 0:
+        project.console.warn(
+            f"{model} has no rows: no conversation gave a rejected reply and a regenerated one; check "
+            f"`wfsql show feedback_signals` and the build's warnings (a project made by `wfsql init` without "
+            f"--sample holds 8 toy conversations)"
+        )
 
 
 @app.command("eval-classifier")

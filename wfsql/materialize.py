@@ -109,29 +109,6 @@ def _python_table(adapter: DuckDBAdapter, node: ModelNode, variables: dict[str, 
         cursor.unregister(view)
 
 
-def dry_run_model(adapter: DuckDBAdapter, node: ModelNode, llm: Any) -> BuildOutcome:
-    """What a build would cost in LLM calls, without writing anything (its inputs must already exist)."""
-    if not node.llm_functions or llm is None:
-        return BuildOutcome(f"dry run: {node.name} not built (no LLM calls)")
-    existing = adapter.existing(node.relation)
-    sql = node.incremental_sql if existing is not None and node.incremental_sql else node.compiled_sql
-    from wfsql.llm.runtime import ModelCalls
-
-    calls = ModelCalls(llm, adapter, node.name, node.config.get("llm") or {}, node.llm_functions)
-    try:
-        stats = calls.prepare(sql)
-    finally:
-        calls.close()
-    return BuildOutcome(
-        f"dry run: {node.name} needs {stats.calls} LLM call(s) (~{stats.prompt_tokens:,} prompt tokens), "
-        f"{stats.cache_hits} already cached"
-    )
-
-
-def _with_note(outcome: BuildOutcome, note: str | None) -> BuildOutcome:
-    return outcome if note is None else BuildOutcome(f"{outcome.message} ({note})", outcome.rows_affected)
-
-
 def _replace(
     adapter: DuckDBAdapter, node: ModelNode | SeedNode, relation_type: str, sql: str, *, llm_capped: bool = False
 ) -> BuildOutcome:

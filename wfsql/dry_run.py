@@ -1,0 +1,99 @@
+"""`--dry-run`: what a selection's LLM calls would cost, counted against the cache, with nothing written.
+
+A model's LLM arguments come from its SQL, so its inputs must be readable. On a fresh database they are not
+built yet; rather than build them (a dry run writes nothing), the SQL of every unbuilt upstream model that makes
+no LLM calls is inlined where it is referenced. An unbuilt upstream model that makes LLM calls of its own cannot
+be inlined (its answers do not exist yet), and the count says so instead of failing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import sqlglot
+from sqlglot import exp
+
+from wfsql.adapter import DuckDBAdapter
+from wfsql.materialize import BuildOutcome
+from wfsql.nodes import Ephemeral, ModelNode, Node
+
+
+class _NeedsLLMParent(Exception):
+    """An unbuilt model upstream makes LLM calls itself."""
+
+    def __init__(self, node: ModelNode) -> None:
+        super().__init__(node.name)
+        self.node = node
+
+
+def dry_run_model(
+    adapter: DuckDBAdapter, node: ModelNode, llm: Any, nodes: Mapping[str, Node] | None = None
+) -> BuildOutcome:
+    """The LLM calls (and prompt tokens) a build of `node` would make; `nodes` (unique id → node) lets unbuilt
+    upstream models be inlined."""
+    if not node.llm_functions or llm is None:
+        return BuildOutcome(f"dry run: {node.name} not built (no LLM calls)")
+    existing = adapter.existing(node.relation)
+    sql = node.incremental_sql if existing is not None and node.incremental_sql else node.compiled_sql
+    if nodes is not None:
+        try:
+            sql = inline_unbuilt_parents(adapter, node, sql, nodes)
+        except _NeedsLLMParent as blocked:
+            return BuildOutcome(
+                f"dry run: {node.name} not counted: it reads {blocked.node.name}, which is not built and makes "
+                f"LLM calls of its own (counted on its own line when selected); its calls depend on those answers"
+            )
+    from wfsql.llm.runtime import ModelCalls
+
+    calls = ModelCalls(llm, adapter, node.name, node.config.get("llm") or {}, node.llm_functions)
+    try:
+        stats = calls.prepare(sql)
+    finally:
+        calls.close()
+    return BuildOutcome(
+        f"dry run: {node.name} needs {stats.calls} LLM call(s) (~{stats.prompt_tokens:,} prompt tokens), "
+        f"{stats.cache_hits} already cached"
+    )
+
+
+def inline_unbuilt_parents(adapter: DuckDBAdapter, node: ModelNode, sql: str, nodes: Mapping[str, Node]) -> str:
+    """`sql` with every reference to an unbuilt upstream model replaced by that model's own (inlined) SQL."""
+    unbuilt = _unbuilt_ancestors(adapter, node, nodes)
+    if not unbuilt:
+        return sql
+    by_relation = {(m.relation.schema.lower(), m.relation.identifier.lower()): m for m in unbuilt.values()}
+    memo: dict[str, exp.Expression] = {}
+
+    def inlined(text: str) -> exp.Expression:
+        def swap(table: exp.Expression) -> exp.Expression:
+            if not isinstance(table, exp.Table):
+                return table
+            parent = by_relation.get((table.db.lower(), table.name.lower()))
+            if parent is None:
+                return table
+            if parent.llm_functions:
+                raise _NeedsLLMParent(parent)
+            if parent.unique_id not in memo:
+                memo[parent.unique_id] = inlined(parent.compiled_sql)
+            return exp.Subquery(this=memo[parent.unique_id].copy(), alias=exp.TableAlias(
+                this=exp.to_identifier(table.alias_or_name)))
+
+        return sqlglot.parse_one(text, read="duckdb").transform(swap)
+
+    return inlined(sql).sql(dialect="duckdb")
+
+
+def _unbuilt_ancestors(adapter: DuckDBAdapter, node: ModelNode, nodes: Mapping[str, Node]) -> dict[str, ModelNode]:
+    """Upstream models (ephemerals aside: compile inlines them) with no relation in the database yet."""
+    found: dict[str, ModelNode] = {}
+    stack = list(node.depends_on)
+    while stack:
+        uid = stack.pop()
+        parent = nodes.get(uid)
+        if not isinstance(parent, ModelNode) or uid in found or isinstance(parent.kind, Ephemeral):
+            continue
+        if adapter.existing(parent.relation) is None:
+            found[uid] = parent
+            stack.extend(parent.depends_on)
+    return found
