@@ -71,7 +71,7 @@ def project(make_project) -> Path:
             "seeds/people.csv": "id,name\n1,ann\n2,bob\n3,cy\n",
             "models/nums.sql": "{{ config(materialized='table') }}select i from range({{ var('n', 10) }}) r(i)",
             "models/names.sql": "select name from {{ ref('people') }}",
-            "models/sub/tagged.sql": "{{ config(tags=['t']) }}select count(*) as c from {{ ref('nums') }}",
+            "models/sub/tagged.sql": "{{ config(tags=['t', 'daily']) }}select count(*) as c from {{ ref('nums') }}",
         },
         config="""
         targets:
@@ -98,6 +98,12 @@ def test_compile_writes_artifacts_and_no_database(runner, project):
         .read_text()
         .startswith("select i from range(10)")
     )
+    assert not dev_db(project).exists()
+
+
+def test_test_before_any_build_says_build_first_and_creates_no_database(monkeypatch, capsys, project):
+    code, _, err = run_main(monkeypatch, capsys, "test", "--project-dir", project)
+    assert code == 2 and "nothing to test yet" in err and "wfsql build" in err
     assert not dev_db(project).exists()
 
 
@@ -176,6 +182,8 @@ def test_main_exit_codes(monkeypatch, capsys, project):
     code, _, err = run_main(monkeypatch, capsys, "ls", "--project-dir", project, "--select", "tag:nope")
     assert code == 2
     assert "matches no node" in err
+    code, _, err = run_main(monkeypatch, capsys, "ls", "--project-dir", project, "--select", "tag:dayli")
+    assert code == 2 and "did you mean 'tag:daily'?" in err
     code, out, err = run_main(monkeypatch, capsys, "ls", "--project-dir", project, "--select", "nums,tagged")
     assert code == 0 and out == ""  # an intersection of two different models: empty, and said so
     assert "Nothing selected" in err and "a,b selects what both a and b select" in err

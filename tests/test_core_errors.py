@@ -254,6 +254,15 @@ def test_malformed_project_yaml(make_project):
     assert str(error.location.path).endswith("wfsql_project.yml")
     assert error.location.line == 4
     assert "wfsql_project.yml:4" in str(error)
+    assert "  > 4 |  b: [unclosed" in error.render()  # the offending line itself, marked
+
+
+def test_an_unclosed_bracket_names_the_line_it_opened_on(make_project):
+    root = make_project({"wfsql_project.yml": "name: proj\nvars:\n  tags: [one, two\n  other: 1\n"})
+    with pytest.raises(YamlError) as info:
+        load(root)
+    rendered = info.value.render()
+    assert "in what begins on line 3" in rendered and "  > 4 |   other: 1" in rendered
 
 
 def test_malformed_properties_yaml(make_project):

@@ -101,7 +101,7 @@ def test_atomic_build_leaves_nothing_behind_when_killed(tmp_path: Path) -> None:
 
 def test_describe_default_model_is_one_line() -> None:
     line = describe_default_model()
-    assert "\n" not in line and line.startswith("default model:")
+    assert "\n" not in line and line.startswith("SmolLM2-135M-Instruct")  # `wfsql debug` labels it "default model"
 
 
 def test_template_versions_and_custom_templates() -> None:

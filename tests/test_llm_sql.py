@@ -108,6 +108,11 @@ def test_full_refresh_recomputes_nothing_the_cache_has(tmp_path: Path, tiny_mode
     results = project.run(RunOptions(full_refresh=True))
     message = next(r.message for r in results.results if r.name == "signals")
     assert "LLM: 0 call(s)" in message and "8 cache hit(s)" in message
+    # a dry run decides incremental or full as the build does: the full refresh would find all 8 in the cache
+    dry = project.run(RunOptions(select=("signals",), full_refresh=True, extra={"dry_run": True}))
+    assert "needs 0 LLM call(s)" in dry.results[0].message and "8 already cached" in dry.results[0].message
+    dry = project.run(RunOptions(select=("signals",), extra={"dry_run": True}))
+    assert "0 already cached" in dry.results[0].message  # incremental: no new rows to ask about
 
 
 def test_llm_limit_caps_calls_and_dry_run_writes_nothing(tmp_path: Path, tiny_model: Path) -> None:

@@ -163,6 +163,13 @@ class Project:
 
     def test(self, options: RunOptions | None = None) -> RunResults:
         """Run the tests of the selected nodes (and tests selected by name)."""
+        if self.config.database != ":memory:" and not Path(self.config.database).exists():
+            # Tests read built models; without a database each one would fail on its own, and an empty
+            # database would be created along the way.
+            raise WfsqlError(
+                f"nothing to test yet: the database {self.config.database_label} does not exist",
+                hint="run `wfsql build` (models, then their tests) first",
+            )
         return self._execute("test", options or RunOptions(), ("test",))
 
     def build(self, options: RunOptions | None = None) -> RunResults:
@@ -312,7 +319,8 @@ class Project:
                 if isinstance(node, SeedNode):
                     return model_result(node, load_seed(adapter, node, dbt_types=dbt_types), None)
                 if isinstance(node, ModelNode) and options.extra.get("dry_run"):
-                    return model_result(node, dry_run_model(adapter, node, llm, manifest.nodes), shown)
+                    outcome = dry_run_model(adapter, node, llm, manifest.nodes, full_refresh=options.full_refresh)
+                    return model_result(node, outcome, shown)
                 if isinstance(node, ModelNode):
                     outcome = build_model(
                         adapter, node, full_refresh=options.full_refresh, llm=llm, variables=self.config.vars
@@ -362,7 +370,8 @@ class Project:
         database_exists = self.config.database == ":memory:" or Path(self.config.database).exists()
         if not database_exists:
             raise WfsqlError(
-                f"the database {self.config.database_label} does not exist yet", hint="run `wfsql run` first"
+                f"the database {self.config.database_label} does not exist yet",
+                hint="run `wfsql build` (or `wfsql run`) first",
             )
         with self.database(read_only=True) as adapter:
             unbuilt = isinstance(node, ModelNode) and adapter.existing(node.relation) is None

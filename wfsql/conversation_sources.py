@@ -104,10 +104,12 @@ def load_conversation_source(
             cursor.unregister(view)
     stats = result.stats
     reasons = ", ".join(f"{k}: {v}" for k, v in sorted(stats.by_reason.items(), key=lambda kv: -kv[1])[:3])
+    # The console appends the loaded count (" 58 rows"), so the message ends where that number reads well.
     message = (
-        f"loaded {node.source_name}.{node.name} from {stats.files} file(s): read {stats.read:,}, "
-        f"loaded {stats.loaded:,} ({stats.turns:,} turns), quarantined {stats.quarantined:,}"
+        f"loaded {node.source_name}.{node.name} from {stats.files} file(s): read {stats.read:,} "
+        f"({stats.turns:,} turns kept), quarantined {stats.quarantined:,}"
         + (f" ({reasons}) -> {schema}.{node.name}_quarantine" if stats.quarantined else "")
+        + "; kept:"
     )
     return LoadOutcome(message, stats.loaded, stats.quarantined)
 

@@ -17,6 +17,7 @@ from sqlglot import exp
 from wfsql.adapter import DuckDBAdapter
 from wfsql.materialize import BuildOutcome
 from wfsql.nodes import Ephemeral, ModelNode, Node
+from wfsql.state import last_build_capped
 
 
 class _NeedsLLMParent(Exception):
@@ -28,14 +29,17 @@ class _NeedsLLMParent(Exception):
 
 
 def dry_run_model(
-    adapter: DuckDBAdapter, node: ModelNode, llm: Any, nodes: Mapping[str, Node] | None = None
+    adapter: DuckDBAdapter, node: ModelNode, llm: Any, nodes: Mapping[str, Node] | None = None, *,
+    full_refresh: bool = False,
 ) -> BuildOutcome:
     """The LLM calls (and prompt tokens) a build of `node` would make; `nodes` (unique id → node) lets unbuilt
-    upstream models be inlined."""
+    upstream models be inlined. Whether the build would be incremental is decided as `build_model` decides it."""
     if not node.llm_functions or llm is None:
         return BuildOutcome(f"dry run: {node.name} not built (no LLM calls)")
     existing = adapter.existing(node.relation)
-    sql = node.incremental_sql if existing is not None and node.incremental_sql else node.compiled_sql
+    incremental = existing is not None and node.incremental_sql and not full_refresh \
+        and not node.config.get("full_refresh") and not last_build_capped(adapter, node)
+    sql = node.incremental_sql if incremental else node.compiled_sql
     if nodes is not None:
         try:
             sql = inline_unbuilt_parents(adapter, node, sql, nodes)

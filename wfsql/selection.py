@@ -74,8 +74,10 @@ def _atom(context: SelectionContext, text: str) -> set[str]:
     if not seeds and body.startswith("state:"):
         return set()  # nothing changed since the last build: a normal answer, not a typo
     if not seeds:
-        names = sorted({n.name for n in context.nodes.values()})
-        suggestion = did_you_mean(body, names)
+        if body.startswith("tag:"):  # a misspelt tag is compared with the tags, not with node names
+            suggestion = did_you_mean(body, sorted({f"tag:{t}" for n in context.nodes.values() for t in n.tags}))
+        else:
+            suggestion = did_you_mean(body, sorted({n.name for n in context.nodes.values()}))
         raise SelectionError(
             f"selector {text!r} matches no node" + (f"; {suggestion}" if suggestion else ""),
             hint="`wfsql ls` lists the nodes; selectors take names, tag:, path:, source:, state:modified",

@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from wfsql.errors import Location, YamlError
+from wfsql.errors import Location, YamlError, source_snippet
 
 try:  # the C loader is ~10x faster; fall back where libyaml is missing
     from yaml import CSafeLoader as _Loader
@@ -70,10 +70,13 @@ def load_yaml(path: Path, *, text: str | None = None) -> YamlDocument:
         data = yaml.load(text, Loader=_Loader) if node is not None else None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
+        opened = exc.context_mark  # where the unclosed construct began, which is often the real mistake
+        began = f" (in what begins on line {opened.line + 1})" if opened and mark and opened.line != mark.line else ""
         raise YamlError(
-            f"{exc.problem or exc}",
+            f"{exc.problem or exc}{began}",
             location=Location(path, mark.line + 1 if mark else None, mark.column + 1 if mark else None),
-            hint="fix the YAML syntax (indentation, quoting, ':' after keys)",
+            hint="fix the YAML syntax (indentation, quoting, ':' after keys, closing brackets)",
+            snippet=source_snippet(text, mark.line + 1, mark.column + 1) if mark else None,
         ) from None
     lines: dict[tuple[Any, ...], int] = {}
     if node is not None:

@@ -221,7 +221,7 @@ def describe_default_model() -> str:
     try:
         spec = default_model_spec()
     except ModelUnavailableError as error:
-        return f"default model: unavailable ({error})"
+        return f"unavailable ({error})"
     gguf = spec.gguf_path
     converted = converted_dir(spec)
     state = (
@@ -229,7 +229,7 @@ def describe_default_model() -> str:
         if _is_converted(converted)
         else f"not converted yet (the first use converts it once, about a minute, into {converted})"
     )
-    return f"default model: SmolLM2-135M-Instruct ({DEFAULT_PACKAGE_DIST}), gguf {gguf}; {state}"
+    return f"SmolLM2-135M-Instruct ({DEFAULT_PACKAGE_DIST}), gguf {gguf}; {state}"  # after debug's "default model"
 
 
 # ------------------------------------------------------------------------------------------- config
