@@ -28,14 +28,14 @@ order by {{ var('row_order') }}
 """
 
 
-def _split(make_project, name: str, row_order: str) -> list[tuple]:
+def _split(make_project, name: str, row_order: str, extra_vars: str = "") -> list[tuple]:
     root = make_project(
         {
             "models/eval_candidates.sql": CANDIDATES,
             "models/eval_split.py": TEMPLATE_SPLIT.read_text(),
         },
         name=name,
-        config=f"vars:\n  row_order: '{row_order}'\n  eval_clusters: 4\n  eval_per_cluster: 2\n",
+        config=f"vars:\n  row_order: '{row_order}'\n  eval_clusters: 4\n  eval_per_cluster: 2\n{extra_vars}",
     )
     results = load(root).run()
     assert statuses(results) == {"eval_candidates": "success", "eval_split": "success"}
@@ -50,3 +50,11 @@ def test_eval_split_is_the_same_whatever_order_the_candidates_are_stored_in(make
     descending = _split(make_project, "desc", "i desc")
     assert len(ascending) == 8  # 4 clusters x 2, one example per conversation
     assert ascending == shuffled == descending
+
+
+def test_eval_split_leaves_most_conversations_for_training_pairs(make_project):
+    """k x n may not take more than `eval_max_share` of the conversations (a toy project would lose all pairs)."""
+    capped = _split(make_project, "capped", "i", "  eval_max_share: 0.1\n")
+    assert len(capped) == 4  # 10 % of 40 conversations, though 4 clusters x 2 would hold out 8
+    assert sorted(cluster for *_, cluster in capped) == [0, 1, 2, 3]  # one per cluster, not two from two
+    assert capped == _split(make_project, "capped_shuffled", "hash(i * 7919)", "  eval_max_share: 0.1\n")

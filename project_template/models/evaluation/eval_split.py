@@ -34,17 +34,23 @@ def model(wf, con):
     points = np.asarray([r[5] for r in rows], dtype=np.float32)
     k = max(1, min(int(wf.var("eval_clusters", 4)), len(rows) // 2))
     per_cluster = int(wf.var("eval_per_cluster", 2))
+    # Never hold out more than this share of the candidate conversations: on a small project (the toy
+    # data of a plain `wfsql init`) k x n would take every one and leave no training pairs at all.
+    held_out = max(1, int(len({r[0] for r in rows}) * float(wf.var("eval_max_share", 0.5))))
+    per_cluster = max(1, min(per_cluster, held_out // k))  # fewer per cluster rather than fewer clusters
     centroids = kmeans(points, k)
     similarity = points @ centroids.T
     chosen, seen = [], set()
     for cluster in range(k):
+        if len(chosen) >= held_out:
+            break
         for index in np.argsort(-similarity[:, cluster]):
             conversation = rows[index][0]
             if conversation in seen:
                 continue
             seen.add(conversation)
             chosen.append((conversation, int(rows[index][1]), cluster, float(similarity[index, cluster])))
-            if sum(1 for c in chosen if c[2] == cluster) >= per_cluster:
+            if sum(1 for c in chosen if c[2] == cluster) >= per_cluster or len(chosen) >= held_out:
                 break
     return pa.table({
         "conversation_id": [c[0] for c in chosen], "feedback_turn": pa.array([c[1] for c in chosen], pa.int32()),
