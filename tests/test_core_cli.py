@@ -219,6 +219,12 @@ def test_missing_project_is_a_user_error(monkeypatch, capsys, tmp_path):
     assert "no wfsql_project.yml" in err
 
 
+def test_a_command_from_inside_a_project_names_the_project_folder(monkeypatch, capsys, project):
+    code, _, err = run_main(monkeypatch, capsys, "compile", "--project-dir", project / "models")
+    assert code == 2
+    assert "inside the project at" in err and f"--project-dir {project}" in err
+
+
 def test_debug(runner, project, monkeypatch):
     # torch and the default model are looked up for real elsewhere; importing torch here would take seconds.
     from wfsql import diagnostics

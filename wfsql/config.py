@@ -211,10 +211,17 @@ def find_project_file(project_dir: Path) -> Path:
         candidate = project_dir / name
         if candidate.is_file():
             return candidate
-    raise ProjectConfigError(
-        f"no {PROJECT_FILE} (or {DBT_PROJECT_FILE}) in {project_dir}",
-        hint="run wfsql from a project folder, pass --project-dir, or create one with `wfsql init DIR`",
+    above = next(
+        (parent for parent in project_dir.resolve().parents
+         if (parent / PROJECT_FILE).is_file() or (parent / DBT_PROJECT_FILE).is_file()),
+        None,
     )
+    hint = (  # like dbt, a command runs in the project folder itself, so name it rather than guess
+        f"this folder is inside the project at {above}: run wfsql there, or pass --project-dir {above}"
+        if above is not None
+        else "run wfsql from a project folder, pass --project-dir, or create one with `wfsql init DIR`"
+    )
+    raise ProjectConfigError(f"no {PROJECT_FILE} (or {DBT_PROJECT_FILE}) in {project_dir}", hint=hint)
 
 
 def load_project(
@@ -250,7 +257,7 @@ def _config_error(doc: YamlDocument, problems: list[tuple[tuple[Any, ...], str]]
     return ProjectConfigError(
         "; ".join(lines),
         location=Location(doc.path, doc.line_of(problems[0][0])),
-        hint=f"see docs/configuration.md for the keys {doc.path.name} accepts",
+        hint=f"see docs/configuration.md in wfsql's repository for the keys {doc.path.name} accepts",
     )
 
 

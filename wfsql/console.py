@@ -55,12 +55,14 @@ class Console:
 
     def warn(self, message: str) -> None:
         with self._lock:
-            self.rich.print(f"[yellow]warning:[/yellow] {escape(message)}")
+            self.rich.print(f"[yellow]warning:[/yellow] {escape(message)}", soft_wrap=True)
 
     def error(self, error: BaseException) -> None:
         text = error.render() if isinstance(error, WfsqlError) else f"{type(error).__name__}: {error}"
         with self._lock:
-            self.rich.print(f"[red]{escape(text)}[/red]")
+            # soft-wrapped: the terminal folds long lines, so a path or command in a hint stays one piece to
+            # copy (rich would break it at 80 columns when stderr is a pipe)
+            self.rich.print(f"[red]{escape(text)}[/red]", soft_wrap=True)
 
     def node_result(self, index: int, total: int, result: NodeResult) -> None:
         if self.quiet and not result.failed and result.status != "warn":
