@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import duckdb
 import pytest
 from conftest import load
 
@@ -250,6 +253,13 @@ def test_testing_an_unbuilt_model_says_build_it_first(make_project):
                 tests: [not_null]
     """,
     )
+    project = load(root)
+    with pytest.raises(WfsqlError, match="nothing to test yet"):  # no database at all: one message, none created
+        project.test()
+    database = Path(project.config.database)
+    assert not database.exists()
+    database.parent.mkdir(parents=True, exist_ok=True)
+    duckdb.connect(str(database)).close()  # a database without the model: the test itself says so
     results = load(root).test()
     (result,) = results.results
     assert result.status == "error"
