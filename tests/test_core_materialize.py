@@ -274,3 +274,19 @@ def test_hooks_run_in_the_build(make_project):
     assert load(root).run().success
     assert query(root, "select id from t") == [(1,)]
     assert query(root, "select id from u") == [(20,)]
+
+
+def test_incremental_models_built_side_by_side_read_their_state_on_their_own_cursor(make_project):
+    """Each incremental build asks the state table whether its last build was capped, while other threads run
+    SQL: on the shared connection DuckDB refused that ("connection is busy"), failing models at random."""
+    heavy = (
+        "{{ config(materialized='incremental') }}\n"
+        "select i % 97 as k, count(*) as n from range(SIZE) t(i)"
+        "{% if is_incremental() %} where i < 0 {% endif %} group by 1"
+    )
+    files = {f"models/m{j}.sql": heavy.replace("SIZE", str(300_000 + j)) for j in range(12)}
+    root = make_project(files, config="threads: 4\n")
+    for _ in range(4):  # the first run creates the tables; the others take the incremental path
+        results = load(root).run()
+        failed = [r.message for r in results.results if r.status != "success"]
+        assert not failed, failed
