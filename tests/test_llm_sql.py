@@ -147,6 +147,25 @@ def test_dry_run_on_a_fresh_database_inlines_unbuilt_inputs(tmp_path: Path, tiny
     assert tables == [] and views == []
 
 
+def test_dry_run_looks_through_ephemerals_and_names_an_unbuilt_python_model(tmp_path: Path, tiny_model: Path) -> None:
+    root = _project(tmp_path / "p", tiny_model, ROWS)
+    ephemeral = "{{ config(materialized='ephemeral') }}\nselect * from {{ ref('inputs') }}"
+    (root / "models" / "eph.sql").write_text(ephemeral)
+    (root / "models" / "signals.sql").write_text(
+        (root / "models" / "signals.sql").read_text().replace("{{ ref('inputs') }}", "{{ ref('eph') }}")
+    )
+    (root / "models" / "py_rows.py").write_text(
+        "def model(wf, con):\n    wf.config(materialized='table')\n    return wf.ref('inputs').arrow()\n"
+    )
+    (root / "models" / "from_python.sql").write_text(
+        "{{ config(materialized='table') }}\nselect llm_generate(turn) as g from {{ ref('py_rows') }}"
+    )
+    dry = Project.load(root, console=Console(quiet=True)).run(RunOptions(extra={"dry_run": True}))
+    messages = {r.name: r.message for r in dry.results}
+    assert "needs 8 LLM call(s)" in messages["signals"]  # inputs, read through the ephemeral, was inlined
+    assert "it reads py_rows, which is not built and is a Python model" in messages["from_python"]
+
+
 def test_a_build_capped_by_llm_limit_is_rebuilt_in_full_next_time(tmp_path: Path, tiny_model: Path) -> None:
     """An incremental model's capped build holds NULLs its `where id not in {{ this }}` would never revisit."""
     root = _project(tmp_path / "p", tiny_model, ROWS)

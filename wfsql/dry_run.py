@@ -1,9 +1,10 @@
-"""`--dry-run`: what a selection's LLM calls would cost, counted against the cache, with nothing written.
+"""`--dry-run`: what a selection's LLM calls would cost, counted against the cache, with no model built.
 
-A model's LLM arguments come from its SQL, so its inputs must be readable. On a fresh database they are not
-built yet; rather than build them (a dry run writes nothing), the SQL of every unbuilt upstream model that makes
-no LLM calls is inlined where it is referenced. An unbuilt upstream model that makes LLM calls of its own cannot
-be inlined (its answers do not exist yet), and the count says so instead of failing.
+A model's LLM arguments come from its SQL, so its inputs must be readable. Seeds and conversation logs load as
+in a run (the count needs their rows). Models do not: on a fresh database they are not built yet, so the SQL of
+every unbuilt upstream SQL model that makes no LLM calls is inlined where it is referenced. An unbuilt upstream
+model that makes LLM calls of its own (its answers do not exist yet) or is a Python model (its rows exist only
+once it runs) cannot be inlined, and the count says so instead of failing.
 """
 
 from __future__ import annotations
@@ -20,12 +21,13 @@ from wfsql.nodes import Ephemeral, ModelNode, Node
 from wfsql.state import last_build_capped
 
 
-class _NeedsLLMParent(Exception):
-    """An unbuilt model upstream makes LLM calls itself."""
+class _CannotInline(Exception):
+    """An unbuilt model upstream makes LLM calls itself, or is a Python model."""
 
-    def __init__(self, node: ModelNode) -> None:
+    def __init__(self, node: ModelNode, why: str) -> None:
         super().__init__(node.name)
         self.node = node
+        self.why = why
 
 
 def dry_run_model(
@@ -37,16 +39,16 @@ def dry_run_model(
     if not node.llm_functions or llm is None:
         return BuildOutcome(f"dry run: {node.name} not built (no LLM calls)")
     existing = adapter.existing(node.relation)
-    incremental = existing is not None and node.incremental_sql and not full_refresh \
-        and not node.config.get("full_refresh") and not last_build_capped(adapter, node)
+    incremental = existing is not None and existing.type == "table" and node.incremental_sql \
+        and not full_refresh and not node.config.get("full_refresh") and not last_build_capped(adapter, node)
     sql = node.incremental_sql if incremental else node.compiled_sql
     if nodes is not None:
         try:
             sql = inline_unbuilt_parents(adapter, node, sql, nodes)
-        except _NeedsLLMParent as blocked:
+        except _CannotInline as blocked:
             return BuildOutcome(
-                f"dry run: {node.name} not counted: it reads {blocked.node.name}, which is not built and makes "
-                f"LLM calls of its own (counted on its own line when selected); its calls depend on those answers"
+                f"dry run: {node.name} not counted: it reads {blocked.node.name}, which is not built and "
+                f"{blocked.why}; build it first (wfsql build -s +{blocked.node.name})"
             )
     from wfsql.llm.runtime import ModelCalls
 
@@ -77,7 +79,9 @@ def inline_unbuilt_parents(adapter: DuckDBAdapter, node: ModelNode, sql: str, no
             if parent is None:
                 return table
             if parent.llm_functions:
-                raise _NeedsLLMParent(parent)
+                raise _CannotInline(parent, "makes LLM calls of its own (counted on its own line when selected)")
+            if parent.language == "python":
+                raise _CannotInline(parent, "is a Python model, whose rows exist only once it runs")
             if parent.unique_id not in memo:
                 memo[parent.unique_id] = inlined(parent.compiled_sql)
             return exp.Subquery(this=memo[parent.unique_id].copy(), alias=exp.TableAlias(
@@ -89,15 +93,17 @@ def inline_unbuilt_parents(adapter: DuckDBAdapter, node: ModelNode, sql: str, no
 
 
 def _unbuilt_ancestors(adapter: DuckDBAdapter, node: ModelNode, nodes: Mapping[str, Node]) -> dict[str, ModelNode]:
-    """Upstream models (ephemerals aside: compile inlines them) with no relation in the database yet."""
+    """Upstream models with no relation in the database yet (ephemerals are looked through: compile inlined them)."""
     found: dict[str, ModelNode] = {}
     stack = list(node.depends_on)
     while stack:
         uid = stack.pop()
         parent = nodes.get(uid)
-        if not isinstance(parent, ModelNode) or uid in found or isinstance(parent.kind, Ephemeral):
+        if not isinstance(parent, ModelNode) or uid in found:
             continue
-        if adapter.existing(parent.relation) is None:
+        if isinstance(parent.kind, Ephemeral):  # compile inlined it, so its own references are in the SQL
+            stack.extend(parent.depends_on)
+        elif adapter.existing(parent.relation) is None:
             found[uid] = parent
             stack.extend(parent.depends_on)
     return found

@@ -37,7 +37,8 @@ def model(wf, con):
     # Never hold out more than this share of the candidate conversations: on a small project (the toy
     # data of a plain `wfsql init`) k x n would take every one and leave no training pairs at all.
     held_out = max(1, int(len({r[0] for r in rows}) * float(wf.var("eval_max_share", 0.5))))
-    per_cluster = max(1, min(per_cluster, held_out // k))  # fewer per cluster rather than fewer clusters
+    # fewer per cluster rather than fewer clusters (until held_out < k: then one from each of the first clusters)
+    per_cluster = max(1, min(per_cluster, held_out // k))
     centroids = kmeans(points, k)
     similarity = points @ centroids.T
     chosen, seen = [], set()
