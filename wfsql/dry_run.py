@@ -16,9 +16,8 @@ import sqlglot
 from sqlglot import exp
 
 from wfsql.adapter import DuckDBAdapter
-from wfsql.materialize import BuildOutcome
+from wfsql.materialize import BuildOutcome, full_build_reason
 from wfsql.nodes import Ephemeral, ModelNode, Node
-from wfsql.state import last_build_capped
 
 
 class _CannotInline(Exception):
@@ -35,12 +34,10 @@ def dry_run_model(
     full_refresh: bool = False,
 ) -> BuildOutcome:
     """The LLM calls (and prompt tokens) a build of `node` would make; `nodes` (unique id → node) lets unbuilt
-    upstream models be inlined. Whether the build would be incremental is decided as `build_model` decides it."""
+    upstream models be inlined. Whether the build would be incremental is `build_model`'s own decision."""
     if not node.llm_functions or llm is None:
         return BuildOutcome(f"dry run: {node.name} not built (no LLM calls)")
-    existing = adapter.existing(node.relation)
-    incremental = existing is not None and existing.type == "table" and node.incremental_sql \
-        and not full_refresh and not node.config.get("full_refresh") and not last_build_capped(adapter, node)
+    incremental = node.incremental_sql and full_build_reason(adapter, node, full_refresh) is None
     sql = node.incremental_sql if incremental else node.compiled_sql
     if nodes is not None:
         try:

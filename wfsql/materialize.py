@@ -50,21 +50,38 @@ def build_model(
                 outcome = _replace(adapter, node, "table", node.compiled_sql, llm_capped=calls.capped)
                 return _with_note(outcome, calls.note)
         case Incremental() as kind:
-            existing = adapter.existing(node.relation)
-            # A capped build left NULLs an append would never revisit; the cache makes the full rebuild cheap.
-            capped_before = existing is not None and last_build_capped(adapter, node)
-            if existing is None or existing.type != "table" or full_refresh or node.config.get("full_refresh") \
-                    or capped_before:
+            reason = full_build_reason(adapter, node, full_refresh)
+            if reason is not None:
                 with _llm_calls(adapter, node, node.compiled_sql, llm) as calls:
                     outcome = _replace(adapter, node, "table", node.compiled_sql, llm_capped=calls.capped)
                     message = "created incremental " + outcome.message.split(" ", 1)[1]
-                    if capped_before:
-                        message += ", in full: its last build was capped by --llm-limit"
+                    if reason == CAPPED_BEFORE:
+                        message += f", in full: {CAPPED_BEFORE}"
                     return _with_note(BuildOutcome(message, outcome.rows_affected), calls.note)
             with _llm_calls(adapter, node, node.incremental_sql or node.compiled_sql, llm) as calls:
                 return _with_note(_incremental(adapter, node, kind, llm_capped=calls.capped), calls.note)
         case Ephemeral():
             return BuildOutcome("ephemeral (inlined where referenced)")
+
+
+CAPPED_BEFORE = "its last build was capped by --llm-limit"
+
+
+def full_build_reason(adapter: DuckDBAdapter, node: ModelNode, full_refresh: bool = False) -> str | None:
+    """Why an incremental model is rebuilt from its full SQL instead of appended to; None when it is appended to.
+
+    One decision for the build and for `--dry-run`, so the calls a dry run counts are the calls a build makes.
+    """
+    existing = adapter.existing(node.relation)
+    if existing is None:
+        return "not built yet"
+    if existing.type != "table":
+        return f"it is a {existing.type}"
+    if full_refresh or node.config.get("full_refresh"):
+        return "full refresh"
+    if last_build_capped(adapter, node):  # it left NULLs an append would never revisit; the cache keeps it cheap
+        return CAPPED_BEFORE
+    return None
 
 
 @dataclass(frozen=True)

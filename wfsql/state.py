@@ -46,16 +46,13 @@ def read_state(adapter: DuckDBAdapter) -> dict[str, str]:
 def last_build_capped(adapter: DuckDBAdapter, node: Node) -> bool:
     """Whether the node's last recorded build had LLM calls cut by `--llm-limit`.
 
-    Runs while models build on worker threads, so it reads through this thread's cursor, never the shared
-    connection (DuckDB answers a second thread on a busy connection with "connection is busy").
+    Asked during a build, after `ensure_state_table` (so the table and its column exist). It runs while models
+    build on worker threads, so it reads through this thread's cursor, never the shared connection (DuckDB
+    answers a second thread on a busy connection with "connection is busy").
     """
-    if (STATE_SCHEMA, "node_state") not in adapter.catalog():
-        return False
-    cursor = adapter.cursor()
-    columns = {row[0] for row in cursor.execute(f"describe {STATE_TABLE}").fetchall()}
-    if "llm_capped" not in columns:
-        return False
-    row = cursor.execute(f"select llm_capped from {STATE_TABLE} where unique_id = ?", [node.unique_id]).fetchone()
+    row = adapter.cursor().execute(
+        f"select llm_capped from {STATE_TABLE} where unique_id = ?", [node.unique_id]
+    ).fetchone()
     return bool(row and row[0])
 
 

@@ -273,7 +273,14 @@ def repeated_cv(
                 forced = _prior_mask(x[~train], priors[side])
                 predicted[~train] = (_predict(design[~train], w) > threshold) | forced
             kappas[side].append(round(cohen_kappa(list(y == 1), list(predicted)), 4))
-    summary: dict[str, Any] = {"turns": len(turns), "repeats": repeats, "per_repeat": kappas}
+    return {"turns": len(turns), "repeats": repeats, "per_repeat": kappas} | _kappa_summary(kappas)
+
+
+def _kappa_summary(kappas: dict[str, list[float]]) -> dict[str, float]:
+    """`<side>_kappa_mean` and `<side>_kappa_sd` (sample sd; 0 for one value) of each side's κ values."""
+    import numpy as np
+
+    summary = {}
     for side, values in kappas.items():
         summary[f"{side}_kappa_mean"] = round(float(np.mean(values)), 4)
         summary[f"{side}_kappa_sd"] = round(float(np.std(values, ddof=1)), 4) if len(values) > 1 else 0.0
@@ -294,7 +301,7 @@ def learning_curve(
 
     import numpy as np
 
-    from wfsql.eval.run import cap
+    from wfsql.eval.run import labelled_rows
     from wfsql.llm.calibrated import default_encoder
     from wfsql.llm.state_probe import PROBE_LAYER
 
@@ -305,10 +312,9 @@ def learning_curve(
     if components and encoder is None:
         encoder = default_encoder(PROBE_LAYER, snapshot=True)
     distinct = sorted({t.conversation_id for t in tune})
-    capped = []  # the test turns as the template caps them, like `wfsql eval-classifier`
-    for t in test:
-        history, reply = cap(t.history, t.assistant_reply, MAX_HISTORY_CHARS, MAX_REPLY_CHARS)
-        capped.append((reply, t.user_turn, history))
+    rows = labelled_rows(test, max_history_chars=MAX_HISTORY_CHARS, max_reply_chars=MAX_REPLY_CHARS)
+    capped = [(r.assistant_reply, r.user_turn, r.history) for r in rows]  # as `wfsql eval-classifier` scores them
+    truth = {side: [bool(getattr(t, side)) for t in test] for side in ("sat", "dsat")}
     points = []
     for fraction in fractions:
         kappas: dict[str, list[float]] = {"sat": [], "dsat": []}
@@ -323,16 +329,12 @@ def learning_curve(
             classifier, _ = fit(subset, sat_prior, components, encoder)
             answers = [value for value, _ in classifier.predict_many(capped, encoder)]
             for side in kappas:
-                truth = [bool(getattr(t, side)) for t in test]
-                kappas[side].append(cohen_kappa(truth, [bool(a[side]) for a in answers]))
+                kappas[side].append(cohen_kappa(truth[side], [bool(a[side]) for a in answers]))
         point: dict[str, Any] = {  # draws keep whole conversations, so their turn counts differ a little
             "fraction": fraction, "tuning_turns_mean": round(float(np.mean(sizes))),
             "tuning_turns_range": [min(sizes), max(sizes)], "draws": draws,
         }
-        for side, values in kappas.items():
-            point[f"{side}_kappa_mean"] = round(float(np.mean(values)), 4)
-            point[f"{side}_kappa_sd"] = round(float(np.std(values, ddof=1)), 4) if len(values) > 1 else 0.0
-        points.append(point)
+        points.append(point | _kappa_summary(kappas))
     return points
 
 
