@@ -1,5 +1,5 @@
 """Split attention (wfsql/llm/split_attention.py) equals masked SDPA over the same pattern, and label scoring
-uses it on CPU without changing any answer."""
+uses it on CPU without changing any answer: padded (chunks, then branches) and packed (`wfsql/llm/packed.py`)."""
 
 from __future__ import annotations
 
@@ -105,6 +105,7 @@ def test_label_scoring_answers_do_not_depend_on_split_attention(
         monkeypatch.setattr(split_attention, name, counted)
     split = TransformersBackend(spec)
     assert split.uses_split_attention
+    split.__dict__["uses_packed_scoring"] = False  # the padded path; packed scoring has its own tests
     results = split.feedback(items)
     assert calls["chunk"] > 0 and calls["branches"] > 0
     for ours, theirs in zip(results, expected, strict=True):
@@ -116,3 +117,103 @@ def test_label_scoring_answers_do_not_depend_on_split_attention(
     for ours, theirs in zip(split.classify(texts, labels), plain.classify(texts, labels), strict=True):
         assert ours.value == theirs.value
         assert ours.probabilities == pytest.approx(theirs.probabilities, abs=1e-4)
+
+
+def _packed_reference(query, key, value, prefix, segments):
+    """Masked SDPA over [prefix keys, packed keys] with the packed pattern spelled out key by key."""
+    tokens = query.shape[2]
+    g = prefix[0].shape[2] if prefix else 0
+    allowed = torch.zeros(1, 1, tokens, g + tokens, dtype=torch.bool)
+    allowed[..., :g] = True
+    for segment in segments:
+        end = segment.start + segment.length
+        for q in range(segment.start, end):
+            allowed[0, 0, q, g + segment.start : g + q + 1] = True
+        for b in range(segment.branch_tokens):
+            allowed[0, 0, end + b, g + segment.start : g + end] = True
+            allowed[0, 0, end + b, g + end : g + end + segment.branch_tokens] = segment.branch_mask[0, 0, b] == 0
+    if prefix:
+        key, value = torch.cat([prefix[0], key], dim=2), torch.cat([prefix[1], value], dim=2)
+    return _reference(query, key, value, allowed)
+
+
+@pytest.mark.parametrize("with_prefix", [True, False])
+@pytest.mark.parametrize("block", [256, 4])
+def test_packed_plan_equals_masked_sdpa(with_prefix: bool, block: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rows laid end to end: each sees the prefix, its own earlier tokens, and (branches) its row and own branch;
+    never another row, a sibling branch or a later token. Rows with and without branches, one of one token."""
+    from wfsql.llm import packed
+
+    monkeypatch.setattr(split_attention, "CAUSAL_BLOCK", block)
+    branches = [[[1, 2], [3, 4, 5]], [], [[6]], [[7, 8, 9], [1]]]
+    lengths = [9, 5, 1, 11]
+    starts, cursor = [], 0
+    for length, row_branches in zip(lengths, branches, strict=True):
+        starts.append(cursor)
+        cursor += length + sum(map(len, row_branches))
+    segments = packed.layout(starts, lengths, branches)
+    query, key, value = _qkv(1, cursor, cursor, seed=2)
+    prefix = None
+    if with_prefix:
+        _, prefix_key, prefix_value = _qkv(1, 1, 7, seed=3)
+        prefix = (prefix_key, prefix_value)
+
+    class _Layer(_Module):
+        layer_idx = 0
+
+    plan = split_attention.PackedPlan([prefix] if prefix else None, segments)
+    out, _ = split_attention.split_attention(_Layer(), query, key, value, None, attention_plan=plan)
+    expected = _packed_reference(query, key, value, prefix, segments)
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-4)
+
+
+def test_packed_scoring_equals_padded_scoring(tiny_spec: ModelSpec, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Feedback, classify and judge give the same answers packed (the CPU default) as padded: branches, a row's
+    last token read (classify), multi-token labels, rows longer than a causal block, several rows per batch."""
+    from wfsql.llm import packed
+    from wfsql.llm.judge import JudgeInput
+
+    monkeypatch.setattr(split_attention, "CAUSAL_BLOCK", 16)
+    spec = dataclasses.replace(tiny_spec, feedback_method="rubric")
+    padded = TransformersBackend(spec)
+    padded.__dict__["uses_packed_scoring"] = False
+    packed_backend = TransformersBackend(spec)
+    assert packed_backend.uses_packed_scoring
+
+    calls = {"packed": 0}
+    original = packed.packed_hidden
+
+    def counted(*args, **kwargs):
+        calls["packed"] += 1
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(packed, "packed_hidden", counted)
+    items = [
+        FeedbackInput("User: sort a list?\nAssistant: which language?\nUser: python", "Use sorted(xs).", "thanks!"),
+        FeedbackInput("", "The war ended in 1955. " * 40, "Wrong, it ended in 1945."),
+        FeedbackInput("User: hi", "Hello! How can I help?", "tell me a joke " * 3),
+    ]
+    for ours, theirs in zip(packed_backend.feedback(items), padded.feedback(items), strict=True):
+        assert ours.status == theirs.status == "ok"
+        assert ours.value == theirs.value
+        assert ours.prompt_tokens == theirs.prompt_tokens
+        assert ours.probabilities == pytest.approx(theirs.probabilities, abs=1e-4)
+    texts = ["I love it. " * 30, "ok", "meh"]
+    labels = ["positive", "negative", "mixed feelings"]
+    for ours, theirs in zip(packed_backend.classify(texts, labels), padded.classify(texts, labels), strict=True):
+        assert ours.value == theirs.value
+        assert ours.probabilities == pytest.approx(theirs.probabilities, abs=1e-4)
+    duels = [JudgeInput("Sort a list in Python", "sorted(xs)", "Use a loop.", "- short answer"),
+             JudgeInput("hi", "Hello!", "Hey " * 20, None)]
+    for ours, theirs in zip(packed_backend.judge(duels), padded.judge(duels), strict=True):
+        assert ours.status == theirs.status == "ok"
+        assert ours.value["verdict"] == theirs.value["verdict"]
+        assert ours.probabilities == pytest.approx(theirs.probabilities, abs=1e-4)
+    assert calls["packed"] >= 3
+
+
+def test_packed_scoring_can_be_turned_off(tiny_spec: ModelSpec, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WFSQL_PACKED_SCORING", "0")
+    assert not TransformersBackend(tiny_spec).uses_packed_scoring
+    monkeypatch.delenv("WFSQL_PACKED_SCORING")
+    assert TransformersBackend(tiny_spec).uses_packed_scoring

