@@ -181,14 +181,19 @@ def run_batched(backend: TransformersBackend, items: list[FeedbackInput]) -> Run
                values=[r.value if r.status == "ok" else None for r in results])
 
 
-def run_scoring(backend: TransformersBackend, items: list[FeedbackInput]) -> tuple[Run, list[Any]]:
-    """(c): shared-prefix label scoring."""
+def run_scoring(
+    backend: TransformersBackend, items: list[FeedbackInput], packed: bool = True
+) -> tuple[Run, list[Any]]:
+    """(c): shared-prefix label scoring; `packed=False` runs the padded path (before packed passes) instead."""
+    backend.__dict__["uses_packed_scoring"] = packed and TransformersBackend.uses_packed_scoring.func(backend)
     shared = len(backend.frame(backend.templates["feedback"].system)[0])
     started = time.perf_counter()
     results = backend.feedback(items)
     seconds = time.perf_counter() - started
+    backend.__dict__.pop("uses_packed_scoring")
     row_tokens = sum(r.prompt_tokens - shared for r in results if r.status == "ok")
-    run = Run("(c) label scoring, shared prefix KV", len(items), seconds, sum(r.status != "ok" for r in results),
+    name = "(c) label scoring, shared prefix KV" + ("" if packed else ", padded path")
+    run = Run(name, len(items), seconds, sum(r.status != "ok" for r in results),
               row_tokens)
     return run, results
 
@@ -236,7 +241,8 @@ def main() -> None:
     batched_on_naive.name += " (on (a)'s turns)"
     batched = run_batched(backend, batched_items)
     samples.append(matmul_gflops())
-    scoring_on_batched, _ = run_scoring(backend, batched_items)
+    scoring_on_batched, packed_results = run_scoring(backend, batched_items)
+    padded_on_batched, padded_results = run_scoring(backend, batched_items, packed=False)
     samples.append(matmul_gflops())
     scoring, results = run_scoring(backend, turns[: args.n])
     samples.append(matmul_gflops())
@@ -261,6 +267,7 @@ def main() -> None:
         (batched, batched.per_second, batched.per_second / naive.per_second),
         (scoring_on_naive, scoring_on_naive.per_second, scoring_on_naive.per_second / naive.per_second),
         (scoring_on_batched, scoring_on_batched.per_second, scoring_on_batched.per_second / naive.per_second),
+        (padded_on_batched, padded_on_batched.per_second, padded_on_batched.per_second / naive.per_second),
         (scoring, scoring.per_second, scoring.per_second / naive.per_second),
     ]
     print()
@@ -283,6 +290,13 @@ def main() -> None:
           f"{scoring_on_naive.per_second / naive.per_second:.2f}x (target >= 4x); "
           f"(b) vs (a): {batched_on_naive.per_second / naive.per_second:.2f}x on the same turns, "
           f"{batched.per_second / naive.per_second:.2f}x on --batched-n turns (target >= 2x)")
+    pairs = list(zip(packed_results, padded_results, strict=True))
+    drift = max((abs(a.probabilities[k] - b.probabilities[k]) for a, b in pairs
+                 if a.probabilities and b.probabilities for k in a.probabilities), default=0.0)
+    agree = sum(a.value == b.value for a, b in pairs)
+    speedup = scoring_on_batched.per_second / padded_on_batched.per_second
+    print(f"(c) packed vs padded on (b)'s {len(batched_items)} turns: {speedup:.2f}x faster; answers equal on "
+          f"{agree} of {len(batched_items)}, largest probability difference {drift:.1e}")
     same = sum(a == b for a, b in zip(naive.values, batched_on_naive.values, strict=True))
     print(f"(b) answers equal (a)'s on {same} of {naive.turns} turns")
     sat = sum(bool(r.value and r.value["sat"]) for r in results)

@@ -123,22 +123,26 @@ def test_feedback_on_real_turns(real: TransformersBackend) -> None:
 
 
 def test_split_attention_changes_no_answer_on_the_real_model(real: TransformersBackend) -> None:
-    """Label scoring on CPU runs split attention; masked SDPA over the same pattern gives the same answers,
-    on turns long enough for several prefill chunks and causal blocks."""
+    """Label scoring on CPU runs packed (one pass per batch, `packed.py`) with split attention; the padded path
+    with split attention and masked SDPA over the same pattern give the same answers, on turns long enough for
+    several prefill chunks and causal blocks."""
     import dataclasses
 
     spec = dataclasses.replace(real.spec, feedback_method="rubric")
-    split, plain = TransformersBackend(spec), TransformersBackend(spec)
-    split._loaded = plain._loaded = real.loaded
+    packed, padded, plain = TransformersBackend(spec), TransformersBackend(spec), TransformersBackend(spec)
+    packed._loaded = padded._loaded = plain._loaded = real.loaded
     plain.__dict__["uses_split_attention"] = False
-    assert split.uses_split_attention
+    padded.__dict__["uses_packed_scoring"] = False
+    assert packed.uses_split_attention and packed.uses_packed_scoring and not plain.uses_packed_scoring
     reply = " ".join(f"Step {i}: run `make build-{i}` and check the log for errors." for i in range(80))
     items = [
         FeedbackInput("User: how do I build the project?", reply, "This is far too long, just give me the command."),
         FeedbackInput("User: how do I build the project?", reply[:400], "Perfect, thank you!"),
     ]
     assert len(real.encode_text(reply)) > 1000
-    for ours, theirs in zip(split.feedback(items), plain.feedback(items), strict=True):
-        assert ours.status == theirs.status == "ok"
-        assert ours.value == theirs.value
-        assert ours.probabilities == pytest.approx(theirs.probabilities, abs=1e-4)
+    expected = plain.feedback(items)
+    for backend in (packed, padded):
+        for ours, theirs in zip(backend.feedback(items), expected, strict=True):
+            assert ours.status == theirs.status == "ok"
+            assert ours.value == theirs.value
+            assert ours.probabilities == pytest.approx(theirs.probabilities, abs=1e-4)

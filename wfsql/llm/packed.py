@@ -52,7 +52,8 @@ def layout(
             allowed = torch.zeros((total, total), dtype=torch.bool)
             offset = 0
             for size in sizes:
-                allowed[offset : offset + size, offset : offset + size] = torch.ones(size, size, dtype=torch.bool).tril()
+                block = torch.ones(size, size, dtype=torch.bool).tril()
+                allowed[offset : offset + size, offset : offset + size] = block
                 offset += size
             additive = torch.zeros((1, 1, total, total)).masked_fill_(~allowed, torch.finfo(torch.float32).min)
             masks[sizes] = additive if total else None
