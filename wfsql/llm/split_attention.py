@@ -13,8 +13,10 @@ returns each query's log-sum-exp, and merges the parts exactly:
 
 Grouped-query heads are folded into the query axis for the unmasked part, so the key heads are not copied
 to match the query heads. Without a plan (generation, outlines, other models) the call goes to
-transformers' own SDPA attention, unchanged. CPU only (`_scaled_dot_product_flash_attention_for_cpu` is
-the kernel that returns log-sum-exps); on CUDA the backend keeps masked SDPA.
+transformers' own SDPA attention, unchanged. A `PackedPlan` (`packed.py`: rows end to end in one pass, no
+cache) splits the same way: the prefix for every query at once, then each row's causal and branch parts.
+CPU only (`_scaled_dot_product_flash_attention_for_cpu` is the kernel that returns log-sum-exps); on CUDA the
+backend keeps masked SDPA.
 """
 
 from __future__ import annotations
