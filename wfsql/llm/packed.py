@@ -106,12 +106,11 @@ def packed_hidden(
 
 
 def _rotate(states: Any, cos: Any, sin: Any) -> Any:
-    """Rotary position embedding of (1, heads, tokens, dim) states (Llama's rotate-half form)."""
-    import torch
+    """Rotary position embedding of (1, heads, tokens, dim) states, with Llama's own `rotate_half` (its
+    `apply_rotary_pos_emb` takes queries and keys at the same positions; here the queries are the reads only)."""
+    from transformers.models.llama.modeling_llama import rotate_half
 
-    half = states.shape[-1] // 2
-    rotated = torch.cat((-states[..., half:], states[..., :half]), dim=-1)
-    return states * cos.unsqueeze(1) + rotated * sin.unsqueeze(1)
+    return states * cos.unsqueeze(1) + rotate_half(states) * sin.unsqueeze(1)
 
 
 def _last_layer_at(layer: Any, hidden: Any, position_embeddings: tuple[Any, Any], plan: Any, index: list[int]) -> Any:
@@ -132,7 +131,7 @@ def _last_layer_at(layer: Any, hidden: Any, position_embeddings: tuple[Any, Any]
 
     visible = _visible_keys(plan.segments, index, tokens)
     if plan.prefix is not None:
-        prefix_keys, prefix_values = plan.prefix[layer.self_attn.layer_idx]
+        prefix_keys, prefix_values = plan.prefix[attention.layer_idx]
         keys, values = torch.cat((prefix_keys, keys), dim=2), torch.cat((prefix_values, values), dim=2)
         visible = torch.cat((torch.ones((len(index), prefix_keys.shape[2]), dtype=torch.bool), visible), dim=1)
     groups = queries.shape[1] // keys.shape[1]

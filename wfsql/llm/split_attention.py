@@ -143,30 +143,8 @@ def _merge(first_part: tuple[Any, Any], second_part: tuple[Any, Any]) -> Any:
 
 
 def _chunk(query: Any, key: Any, value: Any, visible: int, scale: float | None) -> Any:
-    """A chunk's queries see the first `visible` keys and their own keys causally.
-
-    The causal part runs in query blocks of `CAUSAL_BLOCK`: block i sees the chunk's keys before it unmasked
-    and only its own block causally, so the wasted upper triangle shrinks to half a block per query while the
-    model's matmuls still run on the whole chunk (shorter chunks made those slower).
-    """
-    import torch
-
-    query = query.contiguous()
-    heads, queries = query.shape[1], query.shape[2]
-    own_keys = _repeat_heads(key[:, :, visible:], heads)
-    own_values = _repeat_heads(value[:, :, visible:], heads)
-    outputs = []
-    for start in range(0, queries, CAUSAL_BLOCK):
-        end = min(start + CAUSAL_BLOCK, queries)
-        block = query[:, :, start:end]
-        own = _flash(block, own_keys[:, :, start:end], own_values[:, :, start:end], scale, causal=True)
-        seen = visible + start
-        if seen:
-            earlier = _unmasked_grouped(block.contiguous(), key[:, :, :seen], value[:, :, :seen], scale)
-            outputs.append(_merge(own, earlier))
-        else:
-            outputs.append(own[0])
-    return outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=2)
+    """A chunk's queries see the first `visible` keys and their own keys causally."""
+    return _causal(query, key, value, scale, visible)[0]
 
 
 def _additive(mask: Any, dtype: Any) -> Any:
@@ -201,19 +179,28 @@ def _merge_with_lse(first_part: tuple[Any, Any], second_part: tuple[Any, Any]) -
     return _merge(first_part, second_part), lse
 
 
-def _causal(query: Any, key: Any, value: Any, scale: float | None) -> tuple[Any, Any]:
-    """(output, lse) of causal attention within one row, in query blocks of `CAUSAL_BLOCK` (see `_chunk`)."""
+def _causal(query: Any, key: Any, value: Any, scale: float | None, visible: int = 0) -> tuple[Any, Any]:
+    """(output, lse) of queries that see the first `visible` keys and the keys after them causally (query i with
+    key `visible + i`).
+
+    The causal part runs in query blocks of `CAUSAL_BLOCK`: block i sees the keys before it unmasked and only
+    its own block causally, so the wasted upper triangle shrinks to half a block per query while the model's
+    matmuls still run on the whole chunk or row (shorter chunks made those slower).
+    """
     import torch
 
+    query = query.contiguous()
     heads, queries = query.shape[1], query.shape[2]
-    own_keys, own_values = _repeat_heads(key, heads), _repeat_heads(value, heads)
+    own_keys = _repeat_heads(key[:, :, visible:], heads)
+    own_values = _repeat_heads(value[:, :, visible:], heads)
     outputs, lses = [], []
     for start in range(0, queries, CAUSAL_BLOCK):
         end = min(start + CAUSAL_BLOCK, queries)
         block = query[:, :, start:end]
         part = _flash(block, own_keys[:, :, start:end], own_values[:, :, start:end], scale, causal=True)
-        if start:
-            part = _merge_with_lse(part, _unmasked_grouped(block, key[:, :, :start], value[:, :, :start], scale))
+        seen = visible + start
+        if seen:
+            part = _merge_with_lse(part, _unmasked_grouped(block, key[:, :, :seen], value[:, :, :seen], scale))
         outputs.append(part[0])
         lses.append(part[1])
     if len(outputs) == 1:
