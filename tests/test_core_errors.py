@@ -327,3 +327,26 @@ def test_sql_syntax_error_after_a_jinja_call_points_at_the_compiled_line(make_pr
     caret_line = next(line for line in message.splitlines() if line.strip().startswith("|") and "^" in line)
     compiled = 'select * from "main"."a" where'
     assert caret_line.index("^") - caret_line.index("|") - 2 >= compiled.index("where") - 1
+
+
+def test_show_names_the_unbuilt_parents_instead_of_a_catalog_error(make_project):
+    # `show` runs an unbuilt model's SQL; if that SQL reads tables that are not built either (here one behind an
+    # ephemeral model), DuckDB's "table does not exist" would not say what to do: wfsql names them.
+    from wfsql.api import RunOptions
+
+    root = make_project(
+        {
+            "models/a.sql": "select 1 as id",
+            "models/b.sql": "select 2 as id",
+            "models/eph.sql": "{{ config(materialized='ephemeral') }}select * from {{ ref('a') }}",
+            "models/c.sql": "select * from {{ ref('eph') }} union all select * from {{ ref('b') }}",
+            "models/other.sql": "select 3 as id",
+        }
+    )
+    assert load(root).run(RunOptions(select=["other"])).success
+    with pytest.raises(WfsqlError) as info:
+        load(root).show("c")
+    assert "c is not built yet, and it reads a and b, not built either" in str(info.value)
+    assert "wfsql run -s +c" in info.value.hint
+    assert load(root).run(RunOptions(select=["a", "b"])).success
+    assert sorted(load(root).show("c")[1]) == [(1,), (2,)]  # parents built: the unbuilt model's SQL runs

@@ -376,6 +376,13 @@ class Project:
         with self.database(read_only=True) as adapter:
             unbuilt = isinstance(node, ModelNode) and adapter.existing(node.relation) is None
             if isinstance(node, ModelNode) and (isinstance(node.kind, Ephemeral) or unbuilt):
+                missing = _unbuilt_inputs(manifest, node, adapter)
+                if missing:
+                    raise WfsqlError(
+                        f"{name} is not built yet, and it reads {_names(missing)}, not built either",
+                        node=name,
+                        hint=f"build them first: `wfsql run -s +{name}`",
+                    )
                 sql = node.compiled_sql
             else:
                 sql = f"select * from {node.relation}"  # type: ignore[attr-defined]
@@ -427,3 +434,25 @@ class Project:
             shutil.rmtree(path) if path.is_dir() else path.unlink()
             removed.append(path)
         return removed
+
+
+def _unbuilt_inputs(manifest: Manifest, node: ModelNode, adapter: Any) -> list[str]:
+    """Names of the relations `node`'s SQL reads that do not exist in the database (through ephemeral models,
+    which are inlined): running its SQL would fail on them, so `show` names them instead of DuckDB's error."""
+    missing: list[str] = []
+    pending, seen = list(manifest.dag.parents(node.unique_id)), set()
+    while pending:
+        parent = manifest.nodes.get(pending.pop())
+        if parent is None or parent.unique_id in seen:
+            continue
+        seen.add(parent.unique_id)
+        if isinstance(parent, ModelNode) and isinstance(parent.kind, Ephemeral):
+            pending.extend(manifest.dag.parents(parent.unique_id))
+        elif parent.resource_type in ("model", "seed") and adapter.existing(parent.relation) is None:
+            missing.append(parent.name)
+    return sorted(missing)
+
+
+def _names(names: list[str]) -> str:
+    return ", ".join(names[:-1]) + f" and {names[-1]}" if len(names) > 1 else names[0]
+

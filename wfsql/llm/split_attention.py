@@ -98,7 +98,7 @@ def split_attention(
     if isinstance(plan, ChunkPlan):
         output = _chunk(query, key, value, plan.visible, scaling)
     elif isinstance(plan, PackedPlan):
-        output = _packed(query, key, value, plan, module.layer_idx, scaling)
+        output = packed_attention(query, key, value, plan, module.layer_idx, scaling)
     else:
         output = _branches(query, key, value, plan, scaling)
     return output.transpose(1, 2).contiguous(), None
@@ -139,7 +139,7 @@ def _merge(first_part: tuple[Any, Any], second_part: tuple[Any, Any]) -> Any:
 
     (first, first_lse), (second, second_lse) = first_part, second_part
     weight = torch.sigmoid(first_lse - second_lse).unsqueeze(-1).to(first.dtype)
-    return second.add_(weight * (first - second))
+    return second.lerp_(first, weight)
 
 
 def _chunk(query: Any, key: Any, value: Any, visible: int, scale: float | None) -> Any:
@@ -208,7 +208,7 @@ def _causal(query: Any, key: Any, value: Any, scale: float | None, visible: int 
     return torch.cat(outputs, dim=2), torch.cat(lses, dim=2)
 
 
-def _packed(query: Any, key: Any, value: Any, plan: PackedPlan, layer: int, scale: float | None) -> Any:
+def packed_attention(query: Any, key: Any, value: Any, plan: PackedPlan, layer: int, scale: float | None) -> Any:
     """Attention of a packed pass: each row's own part (causal blocks; branches: row unmasked, own branch under
     the small tree mask) is computed per row, then merged with every query's attention over the shared prefix,
     which runs as one unmasked call for all rows at once (the prefix's keys are stored once, not per row)."""
