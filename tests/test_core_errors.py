@@ -350,3 +350,25 @@ def test_show_names_the_unbuilt_parents_instead_of_a_catalog_error(make_project)
     assert "wfsql run -s +c" in info.value.hint
     assert load(root).run(RunOptions(select=["a", "b"])).success
     assert sorted(load(root).show("c")[1]) == [(1,), (2,)]  # parents built: the unbuilt model's SQL runs
+
+
+def test_a_misspelt_cli_var_is_warned_about_with_the_name_it_meant(make_project):
+    import io
+
+    from wfsql.console import Console
+
+    root = make_project(
+        {
+            "models/a.sql": "select {{ var('min_turns', 2) }} as n",
+            "models/p.py": "def model(wf, con):\n    return con.sql(f\"select {wf.var('max_pairs', 5)} as m\")\n",
+        }
+    )
+    out = io.StringIO()
+    project = load(root, vars={"min_turn": 3, "max_pairs": 1}, console=Console(quiet=True, file=out, width=200))
+    project.compile()
+    text = out.getvalue()
+    assert "--vars key 'min_turn' is not read by any file" in text and "did you mean 'min_turns'?" in text
+    assert "max_pairs" not in text  # read by the Python model: no warning
+    out.truncate(0)
+    load(root, vars={"min_turns": 3}, console=Console(quiet=True, file=out)).compile()
+    assert "warning" not in out.getvalue()

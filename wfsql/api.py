@@ -66,10 +66,13 @@ def _gated_dag(manifest: Manifest, plan: Plan):
 class Project:
     """A loaded project. Cheap to create; compiles on first use and caches the manifest."""
 
-    def __init__(self, config: ProjectConfig, console: Console | None = None) -> None:
+    def __init__(
+        self, config: ProjectConfig, console: Console | None = None, *, cli_vars: Sequence[str] = ()
+    ) -> None:
         self.config = config
         self.console = console or Console()
         self._manifest: Manifest | None = None
+        self._cli_vars = tuple(cli_vars)  # --vars keys, checked against the var() calls of the project
 
     @classmethod
     def load(
@@ -81,7 +84,8 @@ class Project:
         threads: int | None = None,
         console: Console | None = None,
     ) -> Project:
-        return cls(load_project(project_dir, target=target, cli_vars=vars, threads=threads), console)
+        config = load_project(project_dir, target=target, cli_vars=vars, threads=threads)
+        return cls(config, console, cli_vars=tuple(vars or ()))
 
     # -------------------------------------------------------------------------------- compile
 
@@ -89,12 +93,20 @@ class Project:
         if self._manifest is None:
             writer = CompiledWriter(self.config) if write_artifacts else None
             manifest = compile_project(self.config, while_parsing=writer.write_models if writer else None)
-            for warning in manifest.warnings:
+            for warning in [*manifest.warnings, *self._unused_var_warnings()]:
                 self.console.warn(warning)
             if writer is not None:
                 write_artifacts_if_changed(manifest, writer)
             self._manifest = manifest
         return self._manifest
+
+    def _unused_var_warnings(self) -> list[str]:
+        if not self._cli_vars:
+            return []
+        from wfsql.resources import bundled_macros_dir
+        from wfsql.unused_vars import read_var_names, unused_var_warnings
+
+        return unused_var_warnings(self._cli_vars, read_var_names([self.config.root, bundled_macros_dir()]))
 
     def select(
         self,
