@@ -12,7 +12,7 @@ TEMPLATE_SPLIT = Path(__file__).resolve().parent.parent / "project_template" / "
 CANDIDATES = """
 {{ config(materialized='table') }}
 with raw as (
-    select i, cos(i * 0.7) as a, sin(i * 0.7) as b, cos(i * 1.3) as c, sin(i * 1.9) as d from range(40) t(i)
+    select i, cos(i * 0.7) as a, sin(i * 0.7) as b, cos(i * 1.3) as c, sin(i * 1.9) as d from range({{ var('candidates', 40) }}) t(i)
 ), normed as (
     select *, sqrt(a * a + b * b + c * c + d * d) as n from raw
 )
@@ -40,7 +40,7 @@ def _split(make_project, name: str, row_order: str, extra_vars: str = "") -> lis
     results = load(root).run()
     assert statuses(results) == {"eval_candidates": "success", "eval_split": "success"}
     stored = [row[0] for row in query(root, "select conversation_id from main.eval_candidates")]
-    assert (stored == sorted(stored)) == (row_order == "i")  # the rows really are stored in different orders
+    assert len(stored) < 3 or (stored == sorted(stored)) == (row_order == "i")  # the rows really are stored in different orders
     return query(root, "select conversation_id, feedback_turn, cluster from main.eval_split order by all")
 
 
@@ -58,3 +58,10 @@ def test_eval_split_leaves_most_conversations_for_training_pairs(make_project):
     assert len(capped) == 4  # 10 % of 40 conversations, though 4 clusters x 2 would hold out 8
     assert sorted(cluster for *_, cluster in capped) == [0, 1, 2, 3]  # one per cluster, not two from two
     assert capped == _split(make_project, "capped_shuffled", "hash(i * 7919)", "  eval_max_share: 0.1\n")
+
+
+def test_eval_split_holds_out_nothing_from_a_lone_candidate(make_project):
+    """The share is rounded down: one candidate conversation stays for training (it used to be the whole split,
+    leaving no pairs); two give one held-out example."""
+    assert _split(make_project, "one", "i", "  candidates: 1\n") == []
+    assert len(_split(make_project, "two", "i", "  candidates: 2\n")) == 1

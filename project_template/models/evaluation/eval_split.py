@@ -36,7 +36,10 @@ def model(wf, con):
     per_cluster = int(wf.var("eval_per_cluster", 2))
     # Never hold out more than this share of the candidate conversations: on a small project (the toy
     # data of a plain `wfsql init`) k x n would take every one and leave no training pairs at all.
-    held_out = max(1, int(len({r[0] for r in rows}) * float(wf.var("eval_max_share", 0.5))))
+    # Rounded down, so a lone candidate stays a training example rather than becoming the whole split.
+    held_out = int(len({r[0] for r in rows}) * float(wf.var("eval_max_share", 0.5)))
+    if held_out == 0:
+        return empty
     # fewer per cluster rather than fewer clusters (until held_out < k: then one from each of the first clusters)
     per_cluster = max(1, min(per_cluster, held_out // k))
     centroids = kmeans(points, k)
