@@ -405,7 +405,7 @@ def test_cache_version_follows_the_feature_code_not_its_comments() -> None:
     source = Path(lexical.__file__).read_text(encoding="utf-8")
     shipped = lexical.code_fingerprint(source)
     assert shipped == lexical.code_fingerprint()
-    assert default_classifier().cache_version == f"{default_classifier().version};lexical={shipped}"
+    assert default_classifier().cache_version.startswith(f"{default_classifier().version};lexical={shipped};")
     remapped = source.replace('"gratitude": ("thanks",)', '"gratitude": ("praise",)')
     new_cue = source.replace("|thx|", "|ty|")
     reworded = source.replace("Feature names, in the order", "Names, in the order").replace("# a bare", "# any bare")
@@ -414,6 +414,25 @@ def test_cache_version_follows_the_feature_code_not_its_comments() -> None:
     assert lexical.code_fingerprint(new_cue) != shipped
     assert lexical.code_fingerprint(reworded) == shipped
     assert shipped == lexical.CODE_FINGERPRINT  # fixed at import: the code that runs, not a later edit of the file
+
+
+def test_cache_version_follows_the_decision_code_too() -> None:
+    """The rule that turns a side's probability into an answer lives in calibrated.py, not in the cue module: an
+    edit there (a threshold comparison, say) changes answers without a refit and so must change the key."""
+    import wfsql.llm.calibrated as calibrated
+    import wfsql.llm.state_probe as state_probe
+
+    source = Path(calibrated.__file__).read_text(encoding="utf-8")
+    probe = Path(state_probe.__file__).read_text(encoding="utf-8")
+    shipped = calibrated.decision_fingerprint([source, probe])
+    assert shipped == calibrated.DECISION_FINGERPRINT
+    assert default_classifier().cache_version.endswith(f";decision={shipped}")
+    stricter = source.replace("return probability > self.threshold", "return probability >= self.threshold")
+    reworded = source.replace("Fixed at import:", "Set at import:")
+    assert stricter != source and reworded != source
+    assert calibrated.decision_fingerprint([stricter, probe]) != shipped
+    assert calibrated.decision_fingerprint([reworded, probe]) == shipped
+    assert calibrated.decision_fingerprint([source, probe + "\nX = 1\n"]) != shipped
 
 
 def test_cache_version_without_a_source_file_hashes_the_cue_tables(monkeypatch: pytest.MonkeyPatch) -> None:

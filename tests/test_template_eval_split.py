@@ -12,7 +12,8 @@ TEMPLATE_SPLIT = Path(__file__).resolve().parent.parent / "project_template" / "
 CANDIDATES = """
 {{ config(materialized='table') }}
 with raw as (
-    select i, cos(i * 0.7) as a, sin(i * 0.7) as b, cos(i * 1.3) as c, sin(i * 1.9) as d from range({{ var('candidates', 40) }}) t(i)
+    select i, cos(i * 0.7) as a, sin(i * 0.7) as b, cos(i * 1.3) as c, sin(i * 1.9) as d
+    from range({{ var('candidates', 40) }}) t(i)
 ), normed as (
     select *, sqrt(a * a + b * b + c * c + d * d) as n from raw
 )
@@ -40,7 +41,8 @@ def _split(make_project, name: str, row_order: str, extra_vars: str = "") -> lis
     results = load(root).run()
     assert statuses(results) == {"eval_candidates": "success", "eval_split": "success"}
     stored = [row[0] for row in query(root, "select conversation_id from main.eval_candidates")]
-    assert len(stored) < 3 or (stored == sorted(stored)) == (row_order == "i")  # the rows really are stored in different orders
+    # the rows really are stored in different orders
+    assert len(stored) < 3 or (stored == sorted(stored)) == (row_order == "i")
     return query(root, "select conversation_id, feedback_turn, cluster from main.eval_split order by all")
 
 

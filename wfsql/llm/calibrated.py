@@ -27,7 +27,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from wfsql.llm import lexical
+from wfsql.llm import lexical, state_probe
 from wfsql.llm.lexical import FEATURES, categories, features
 from wfsql.llm.models import CLASSIFIER_METHODS
 from wfsql.llm.state_probe import Projection
@@ -71,8 +71,9 @@ class CalibratedClassifier:
 
     @property
     def cache_version(self) -> str:
-        """The version cached answers are keyed by: the fit (`version`) and the feature code it runs on."""
-        return f"{self.version};lexical={lexical.CODE_FINGERPRINT}"
+        """The version cached answers are keyed by: the fit (`version`), the feature code it runs on and the code
+        that turns features and hidden states into answers (`DECISION_FINGERPRINT`)."""
+        return f"{self.version};lexical={lexical.CODE_FINGERPRINT};decision={DECISION_FINGERPRINT}"
 
     def predict(
         self, assistant_reply: str, user_turn: str, history: str = ""
@@ -208,3 +209,27 @@ def classifier_for(method: str) -> CalibratedClassifier:
     if method == "lexical":
         return lexical_classifier()
     raise ValueError(f"no calibrated classifier answers feedback_method {method!r}; choose {CLASSIFIER_METHODS}")
+
+
+def decision_fingerprint(sources: Sequence[str | None] | None = None) -> str:
+    """A short hash of the code between features and answers: this module (thresholds, priors, fallbacks) and
+    `state_probe` (the hidden-state projection), hashed as `lexical.code_fingerprint` hashes its own module
+    (comments and docstrings do not count). An edit there changes answers without a refit, like a cue edit."""
+    import hashlib
+
+    if sources is None:
+        sources = [_source(Path(__file__)), _source(Path(state_probe.__file__))]
+    parts = [lexical.code_fingerprint(text) if text is not None else "frozen" for text in sources]
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:8]
+
+
+def _source(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError:
+        return None  # a frozen install: the fit's version and the cue tables still key the cache
+
+
+DECISION_FINGERPRINT = decision_fingerprint()
+"""Fixed at import: what the running code computes, whatever the files say later."""
+
