@@ -156,7 +156,7 @@ def _layer(layer: Any, hidden: Any, cos: Any, sin: Any, plan: Any) -> Any:
     keys = _rotate(_heads(attention.k_proj, normed, dim), cos, sin)
     values = _heads(attention.v_proj, normed, dim)
     attended = split_attention.packed_attention(queries, keys, values, plan, attention.layer_idx, attention.scaling)
-    hidden.add_(attention.o_proj(attended.transpose(1, 2).reshape(hidden.shape)))
+    hidden.add_(attention.o_proj(attended.transpose(1, 2).reshape(1, hidden.shape[1], -1)))
     return hidden.add_(_mlp(layer.mlp, _norm(layer.post_attention_layernorm, hidden)))
 
 
