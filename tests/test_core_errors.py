@@ -347,7 +347,7 @@ def test_show_names_the_unbuilt_parents_instead_of_a_catalog_error(make_project)
     with pytest.raises(WfsqlError) as info:
         load(root).show("c")
     assert "c is not built yet, and it reads a and b, not built either" in str(info.value)
-    assert "wfsql run -s +c" in info.value.hint
+    assert "wfsql build -s +c" in info.value.hint
     assert load(root).run(RunOptions(select=["a", "b"])).success
     assert sorted(load(root).show("c")[1]) == [(1,), (2,)]  # parents built: the unbuilt model's SQL runs
 
@@ -372,3 +372,19 @@ def test_a_misspelt_cli_var_is_warned_about_with_the_name_it_meant(make_project)
     out.truncate(0)
     load(root, vars={"min_turns": 3}, console=Console(quiet=True, file=out)).compile()
     assert "warning" not in out.getvalue()
+
+
+def test_the_unused_vars_scan_reads_nested_folders_and_keyword_calls_but_not_target(tmp_path):
+    from wfsql.unused_vars import read_var_names, unused_var_warnings
+
+    (tmp_path / "models" / "logs").mkdir(parents=True)
+    (tmp_path / "models" / "logs" / "a.sql").write_text("select {{ var('nested') }}")
+    (tmp_path / "models" / "p.py").write_text("def model(wf, con):\n    return wf.var(name='keyword')\n")
+    (tmp_path / "target").mkdir()
+    (tmp_path / "target" / "old.sql").write_text("select {{ var('stale') }}")
+    (tmp_path / "venv").mkdir()
+    (tmp_path / "venv" / "pyvenv.cfg").write_text("")
+    (tmp_path / "venv" / "lib.py").write_text("var('library')")
+    read = read_var_names([tmp_path], skip=[tmp_path / "target"])
+    assert read == {"nested", "keyword"}
+    assert unused_var_warnings([1, True, "nested"], read)[0].startswith("--vars key '1' is not read")

@@ -217,3 +217,40 @@ def test_packed_scoring_can_be_turned_off(tiny_spec: ModelSpec, monkeypatch: pyt
     assert not TransformersBackend(tiny_spec).uses_packed_scoring
     monkeypatch.delenv("WFSQL_PACKED_SCORING")
     assert TransformersBackend(tiny_spec).uses_packed_scoring
+
+
+def test_packed_layer_equals_llamas_own_decoder_layer() -> None:
+    """`packed._layer` writes out a Llama decoder layer (fused norm, rotary into attention's layout, SiLU and
+    residuals in place): on one causal row it must equal `LlamaDecoderLayer` itself, with weights large enough
+    (std 0.5) that a wrong rotary sign or a missed residual would show, not be damped away as at std 0.02."""
+    import torch
+    from transformers import LlamaConfig
+    from transformers.models.llama.modeling_llama import LlamaModel, apply_rotary_pos_emb
+
+    from wfsql.llm import packed, split_attention
+
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        hidden_size=64, intermediate_size=96, num_attention_heads=4, num_key_value_heads=2, num_hidden_layers=2,
+        vocab_size=50, hidden_act="silu", attn_implementation="sdpa",
+    )
+    model = LlamaModel(config).eval()
+    for parameter in model.parameters():
+        torch.nn.init.normal_(parameter, std=0.5)
+    layer = model.layers[0]
+    assert type(layer.mlp.act_fn).__name__ in packed._SILU_CLASSES  # the in-place SiLU branch is the one tested
+    tokens = 40
+    hidden = torch.randn(1, tokens, 64)
+    with torch.inference_mode():
+        cos, sin = model.rotary_emb(hidden, torch.arange(tokens)[None])
+        queries = torch.randn(1, 4, tokens, 16)
+        keys = torch.randn(1, 2, tokens, 16)
+        expected_q, expected_k = apply_rotary_pos_emb(queries, keys, cos, sin)
+        assert torch.allclose(packed._rotate(queries, cos, sin), expected_q, atol=1e-5)
+        assert torch.allclose(packed._rotate(keys, cos, sin), expected_k, atol=1e-5)
+        expected = layer(hidden.clone(), attention_mask=None, position_embeddings=(cos, sin))
+        expected = expected[0] if isinstance(expected, tuple) else expected
+        plan = split_attention.PackedPlan(None, packed.layout([0], [tokens], [[]]))
+        ours = packed._layer(layer, hidden.clone(), cos, sin, plan)
+    assert expected.abs().max() > 1  # a layer that did something
+    assert torch.allclose(ours, expected, atol=1e-4, rtol=1e-4), (ours - expected).abs().max()

@@ -106,7 +106,11 @@ class Project:
         from wfsql.resources import bundled_macros_dir
         from wfsql.unused_vars import read_var_names, unused_var_warnings
 
-        return unused_var_warnings(self._cli_vars, read_var_names([self.config.root, bundled_macros_dir()]))
+        config = self.config
+        configured = (config.root / path for path in (*config.model_paths, *config.test_paths, *config.macro_paths))
+        outside = [path for path in configured if not path.resolve().is_relative_to(config.root.resolve())]
+        folders = [config.root, bundled_macros_dir(), *outside]  # folders configured outside the project too
+        return unused_var_warnings(self._cli_vars, read_var_names(folders, skip=[config.target_dir]))
 
     def select(
         self,
@@ -393,7 +397,7 @@ class Project:
                     raise WfsqlError(
                         f"{name} is not built yet, and it reads {_names(missing)}, not built either",
                         node=name,
-                        hint=f"build them first: `wfsql run -s +{name}`",
+                        hint=f"build them first: `wfsql build -s +{name}` (models and seeds)",
                     )
                 sql = node.compiled_sql
             else:

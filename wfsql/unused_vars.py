@@ -15,17 +15,24 @@ from pathlib import Path
 
 from wfsql.errors import did_you_mean
 
-_SUFFIXES = (".sql", ".yml", ".yaml", ".py", ".jinja", ".j2", ".md")
-_SKIPPED_FOLDERS = {"target", "logs", "dbt_packages", "node_modules", "__pycache__"}
-_VAR_CALL = re.compile(r"""\bvar\(\s*['"]([^'"]+)['"]""")
+_SUFFIXES = (".sql", ".yml", ".yaml", ".py", ".jinja", ".j2")
+_SKIPPED_FOLDERS = {"node_modules", "__pycache__"}  # at any depth; hidden folders are skipped too
+_VAR_CALL = re.compile(r"""\bvar\(\s*(?:name\s*=\s*)?['"]([^'"]+)['"]""")
 
 
-def read_var_names(folders: Iterable[Path]) -> set[str]:
-    """Every name passed literally to `var(...)` in the project's text files under `folders`."""
+def read_var_names(folders: Iterable[Path], skip: Iterable[Path] = ()) -> set[str]:
+    """Every name passed literally to `var(...)` in the project's text files under `folders`, leaving out the
+    folders in `skip` (the target folder) and virtual environments (a folder holding `pyvenv.cfg`)."""
     names: set[str] = set()
+    skipped = {Path(path).resolve() for path in skip}
     for folder in folders:
         for directory, subfolders, files in os.walk(folder):
-            subfolders[:] = [s for s in subfolders if s not in _SKIPPED_FOLDERS and not s.startswith(".")]
+            subfolders[:] = [
+                s for s in subfolders
+                if s not in _SKIPPED_FOLDERS and not s.startswith(".")
+                and (Path(directory) / s).resolve() not in skipped
+                and not (Path(directory) / s / "pyvenv.cfg").exists()
+            ]
             for file in files:
                 if file.endswith(_SUFFIXES):
                     try:
@@ -39,7 +46,7 @@ def read_var_names(folders: Iterable[Path]) -> set[str]:
 def unused_var_warnings(given: Iterable[str], read: set[str]) -> list[str]:
     """One warning per key of `given` (the --vars keys) that is not in `read`, with the closest read name."""
     warnings = []
-    for name in sorted(set(given) - read):
+    for name in sorted({str(key) for key in given} - read):  # YAML keys may be numbers or booleans
         suggestion = did_you_mean(name, sorted(read))
         warnings.append(
             f"--vars key {name!r} is not read by any file of the project (no var('{name}') call)"

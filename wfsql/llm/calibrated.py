@@ -226,7 +226,7 @@ def decision_fingerprint(sources: Sequence[str | None] | None = None) -> str:
 def _source(path: Path) -> str | None:
     try:
         return path.read_text(encoding="utf-8")
-    except OSError:
+    except (OSError, UnicodeDecodeError):
         return None  # a frozen install: the fit's version and the cue tables still key the cache
 
 

@@ -24,6 +24,11 @@ SUPPORTED_MODEL_TYPES = frozenset({"llama"})
 attention with q/k/v/o projections and an MLP). Others keep the padded path."""
 
 
+_SILU_CLASSES = frozenset({"SiLU", "SiLUActivation"})
+"""Activation classes that are SiLU (transformers maps `hidden_act: silu` to its own `SiLUActivation`, `swish` to
+torch's `nn.SiLU`): `_mlp` runs those in place; any other activation is called as the model defines it."""
+
+
 def supports(model: Any) -> bool:
     """Whether `packed_hidden` can drive this model (a Llama-family decoder whose parts it knows)."""
     base = getattr(model, "base_model", None)
@@ -140,7 +145,7 @@ def _mlp(mlp: Any, normed: Any) -> Any:
     import torch
 
     gate = mlp.gate_proj(normed)
-    silu = isinstance(mlp.act_fn, torch.nn.SiLU)
+    silu = type(mlp.act_fn).__name__ in _SILU_CLASSES
     gate = torch.nn.functional.silu(gate, inplace=True) if silu else mlp.act_fn(gate)
     return mlp.down_proj(gate.mul_(mlp.up_proj(normed)))
 

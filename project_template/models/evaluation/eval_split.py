@@ -37,7 +37,8 @@ def model(wf, con):
     # Never hold out more than this share of the candidate conversations: on a small project (the toy
     # data of a plain `wfsql init`) k x n would take every one and leave no training pairs at all.
     # Rounded down, so a lone candidate stays a training example rather than becoming the whole split.
-    held_out = int(len({r[0] for r in rows}) * float(wf.var("eval_max_share", 0.5)))
+    # (+1e-9: 0.29 x 100 is 28.999... in floating point, and should hold out 29)
+    held_out = int(len({r[0] for r in rows}) * float(wf.var("eval_max_share", 0.5)) + 1e-9)
     if held_out == 0:
         return empty
     # fewer per cluster rather than fewer clusters (until held_out < k: then one from each of the first clusters)
