@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +14,7 @@ from wfsql.compiler import Manifest, compile_project
 from wfsql.config import ProjectConfig, load_project
 from wfsql.console import Console
 from wfsql.errors import DatabaseError, WfsqlError
-from wfsql.nodes import Ephemeral, ModelNode, Node, SeedNode, SourceNode, TrainNode
+from wfsql.nodes import Ephemeral, ModelNode, Node, SeedNode, SourceNode, TrainNode, relation_inputs
 from wfsql.results import NodeResult, RunResults
 from wfsql.selection import SelectionContext, select_nodes
 
@@ -67,7 +67,7 @@ class Project:
     """A loaded project. Cheap to create; compiles on first use and caches the manifest."""
 
     def __init__(
-        self, config: ProjectConfig, console: Console | None = None, *, cli_vars: Sequence[str] = ()
+        self, config: ProjectConfig, console: Console | None = None, *, cli_vars: Iterable[str] = ()
     ) -> None:
         self.config = config
         self.console = console or Console()
@@ -85,7 +85,7 @@ class Project:
         console: Console | None = None,
     ) -> Project:
         config = load_project(project_dir, target=target, cli_vars=vars, threads=threads)
-        return cls(config, console, cli_vars=tuple(vars or ()))
+        return cls(config, console, cli_vars=vars or ())
 
     # -------------------------------------------------------------------------------- compile
 
@@ -453,20 +453,13 @@ class Project:
 
 
 def _unbuilt_inputs(manifest: Manifest, node: ModelNode, adapter: Any) -> list[str]:
-    """Names of the relations `node`'s SQL reads that do not exist in the database (through ephemeral models,
-    which are inlined): running its SQL would fail on them, so `show` names them instead of DuckDB's error."""
-    missing: list[str] = []
-    pending, seen = list(manifest.dag.parents(node.unique_id)), set()
-    while pending:
-        parent = manifest.nodes.get(pending.pop())
-        if parent is None or parent.unique_id in seen:
-            continue
-        seen.add(parent.unique_id)
-        if isinstance(parent, ModelNode) and isinstance(parent.kind, Ephemeral):
-            pending.extend(manifest.dag.parents(parent.unique_id))
-        elif parent.resource_type in ("model", "seed") and adapter.existing(parent.relation) is None:
-            missing.append(parent.name)
-    return sorted(missing)
+    """Names of the models and seeds `node`'s SQL reads that do not exist in the database: running its SQL would
+    fail on them, so `show` names them instead of DuckDB's error."""
+    return sorted(
+        parent.name
+        for parent in relation_inputs(node, manifest.nodes)
+        if parent.resource_type in ("model", "seed") and adapter.existing(parent.relation) is None
+    )
 
 
 def _names(names: list[str]) -> str:

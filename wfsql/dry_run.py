@@ -17,7 +17,7 @@ from sqlglot import exp
 
 from wfsql.adapter import DuckDBAdapter
 from wfsql.materialize import BuildOutcome, full_build_reason
-from wfsql.nodes import Ephemeral, ModelNode, Node
+from wfsql.nodes import ModelNode, Node, relation_inputs
 
 
 class _CannotInline(Exception):
@@ -92,15 +92,11 @@ def inline_unbuilt_parents(adapter: DuckDBAdapter, node: ModelNode, sql: str, no
 def _unbuilt_ancestors(adapter: DuckDBAdapter, node: ModelNode, nodes: Mapping[str, Node]) -> dict[str, ModelNode]:
     """Upstream models with no relation in the database yet (ephemerals are looked through: compile inlined them)."""
     found: dict[str, ModelNode] = {}
-    stack = list(node.depends_on)
+    stack: list[Node] = [node]
     while stack:
-        uid = stack.pop()
-        parent = nodes.get(uid)
-        if not isinstance(parent, ModelNode) or uid in found:
-            continue
-        if isinstance(parent.kind, Ephemeral):  # compile inlined it, so its own references are in the SQL
-            stack.extend(parent.depends_on)
-        elif adapter.existing(parent.relation) is None:
-            found[uid] = parent
-            stack.extend(parent.depends_on)
+        for parent in relation_inputs(stack.pop(), nodes):
+            if isinstance(parent, ModelNode) and parent.unique_id not in found \
+                    and adapter.existing(parent.relation) is None:
+                found[parent.unique_id] = parent
+                stack.append(parent)
     return found

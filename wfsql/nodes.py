@@ -7,6 +7,7 @@ kind instead of reading loose config strings.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -168,6 +169,25 @@ class TrainNode(Node):
 
     def manifest_extra(self) -> dict[str, Any]:
         return {"pairs": self.pairs, "relation_name": str(self.pairs_relation), "base_model": self.base_model}
+
+
+def relation_inputs(node: Node, nodes: Mapping[str, Node]) -> list[Node]:
+    """The nodes whose relations `node`'s compiled SQL reads: its parents, with ephemeral models looked through
+    (compile inlined them, so their own parents are what the SQL reads). Each at most once, in no set order."""
+    inputs: dict[str, Node] = {}
+    seen: set[str] = set()
+    stack = list(node.depends_on)
+    while stack:
+        uid = stack.pop()
+        parent = nodes.get(uid)
+        if parent is None or uid in seen:
+            continue
+        seen.add(uid)
+        if isinstance(parent, ModelNode) and isinstance(parent.kind, Ephemeral):
+            stack.extend(parent.depends_on)
+        else:
+            inputs[uid] = parent
+    return list(inputs.values())
 
 
 def fingerprint(*parts: Any) -> str:

@@ -365,7 +365,7 @@ def code_fingerprint(source: str | None = None) -> str:
     if source is None:
         try:
             source = Path(__file__).read_text(encoding="utf-8")
-        except OSError:
+        except (OSError, UnicodeDecodeError):  # no source, or only a compiled .pyc where it should be
             tables = (_CUES, CATEGORY_CUES, FEATURES, TEMPLATE_MAX_HISTORY_CHARS)
             return "t" + hashlib.sha256(repr(tables).encode()).hexdigest()[:7]
     tree = ast.parse(source)
